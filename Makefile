@@ -1,0 +1,60 @@
+# Two commands for a fresh machine:
+#   make demo   - set everything up and deploy the two demo tenants (CPU build of vLLM)
+#   make test   - lint, unit tests and the end-to-end suite (what CI runs)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventory/local
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv docker demo deploy smoke plan lint unit e2e test bench clean-demo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/ansible-playbook: requirements.txt
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(BIN)/ansible-playbook ## Create the virtualenv with the pinned tools
+
+docker: ## Install and start a Docker engine when none answers
+	@bash scripts/ensure-docker.sh
+
+deploy: venv docker ## Build images, generate the tiny model, converge the tenants (site.yml)
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml
+
+smoke: venv ## Chat with every tenant through its gateway and print the table
+	$(BIN)/python scripts/tenancy_smoke.py --inventory $(INVENTORY)
+
+demo: deploy smoke ## The main job: deploy the demo tenants, then prove they answer
+
+plan: venv ## Print the plan without changing anything
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/plan.yml
+
+lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml
+
+unit: venv ## Unit tests of the planner filter
+	$(BIN)/pytest -q tests/unit
+
+e2e: venv docker ## Deploy the demo tenants and test them end to end
+	$(BIN)/pytest -v tests/e2e
+
+test: lint unit e2e ## Everything CI runs
+
+bench: venv docker ## Gateway overhead benchmark (results go to docs/benchmarks.md)
+	$(BIN)/python scripts/bench_gateway.py --inventory $(INVENTORY)

@@ -1,0 +1,457 @@
+"""Tenant spec validation and planning: the only place that decides anything.
+
+Every playbook runs the tenants spec through ``tenancy_plan`` before any host is
+touched. The filter normalises the spec (list, JSON, or the compact
+``name:gpu_memory:port`` string), validates every field, derives the names of each
+tenant's Docker objects and builds the engine arguments. Roles take these values
+from the plan and never re-derive them.
+
+The logic lives in module-level functions so that pytest can call them directly;
+``FilterModule.filters()`` only maps names to them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.text.formatters import human_to_bytes
+
+DOCUMENTATION = r"""
+name: tenancy_plan
+short_description: Validate a tenants spec and turn it into a per-tenant plan
+version_added: "0.1.0"
+description:
+  - Normalises the C(tenants) input, applies defaults, validates every field and
+    returns one plan record per tenant (names, ports, engine arguments, limits).
+  - Any error raises C(AnsibleFilterError) naming the tenant, the field and the
+    value, so a playbook fails before a host changes.
+  - Sizes accept C(10G), C(10GiB), C(10240M) and plain bytes; G means GiB (1024^3).
+positional: _input, defaults, hosts
+options:
+  _input:
+    description:
+      - The tenants spec, a list of mappings, or the compact string
+        C(name:gpu_memory:port[,name:gpu_memory:port...]).
+    type: raw
+    required: true
+  defaults:
+    description: Values applied to every tenant that does not set them itself.
+    type: dict
+    default: {}
+  hosts:
+    description:
+      - The inventory hosts that run tenants, with their facts. A mapping of host
+        name to a mapping that may hold C(tenancy_gpus) (a list of GPUs), or a
+        plain list of host names.
+      - An empty list plans every tenant onto C(localhost).
+    type: raw
+    default: []
+"""
+
+EXAMPLES = r"""
+- name: Plan the tenants
+  ansible.builtin.set_fact:
+    tenancy_plan: "{{ tenants | tenancy_plan(tenancy_tenant_defaults, {'localhost': {}}) }}"
+
+# Compact form from the command line:
+#   ansible-playbook site.yml -e tenants=companyA:2G:30001,companyB:2G:30002
+"""
+
+RETURN = r"""
+_value:
+  description: One record per tenant, sorted by name.
+  type: list
+  elements: dict
+  contains:
+    name: {description: Tenant name, type: str}
+    state: {description: present or absent, type: str}
+    host: {description: Inventory host the tenant runs on, type: str}
+    gpu: {description: GPU index, or null on a CPU host, type: int}
+    mode: {description: cpu, shared, mps or mig, type: str}
+    memory_bytes: {description: The quota in bytes, type: int}
+    gpu_memory_utilization: {description: vLLM fraction on a GPU, else null, type: float}
+    engine_args: {description: Arguments after C(vllm serve), type: list}
+    engine_env: {description: Environment of the engine container, type: dict}
+    names: {description: Names of the tenant's Docker objects and host paths, type: dict}
+"""
+
+GIB = 1024**3
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,30}$")
+# A Hugging Face repo id: "org/name" with the characters the Hub allows.
+HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+LOCAL_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+
+# vLLM's --quantization choices (vllm/model_executor/layers/quantization/__init__.py,
+# QuantizationMethods), plus null for none.
+QUANTIZATIONS = frozenset(
+    {
+        "aqlm",
+        "awq",
+        "awq_marlin",
+        "bitblas",
+        "bitsandbytes",
+        "compressed-tensors",
+        "deepspeedfp",
+        "experts_int8",
+        "fbgemm_fp8",
+        "fp8",
+        "gguf",
+        "gptq",
+        "gptq_bitblas",
+        "gptq_marlin",
+        "gptq_marlin_24",
+        "hqq",
+        "ipex",
+        "marlin",
+        "modelopt",
+        "modelopt_fp4",
+        "moe_wna16",
+        "mxfp4",
+        "qqq",
+        "torchao",
+        "tpu_int8",
+    }
+)
+
+STATES = ("present", "absent")
+
+# Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "state": "present",
+    "model": "tiny-qwen3",
+    "served_model_name": None,
+    "gpu_memory": "1G",
+    "quantization": None,
+    "shm_size": "1G",
+    "max_model_len": 512,
+    "max_num_seqs": 16,
+    "rpm_limit": 600,
+    "max_body_size": "16M",
+    "bind_address": "0.0.0.0",
+    "memory_limit": None,
+    "pids_limit": 1024,
+    "host": None,
+}
+
+FIELDS = frozenset(BUILTIN_DEFAULTS) | {"name", "port"}
+REQUIRED = ("name", "port")
+
+# CPU engines hold the KV cache in host RAM on top of the Python process, the
+# weights and the tokenizer. 1.3-1.6 GiB per engine was measured for the tiny model
+# (docs/benchmarks.md); 2 GiB leaves headroom for bigger tokenizers and the
+# sampler's buffers.
+CPU_ENGINE_OVERHEAD_BYTES = 2 * GIB
+
+
+def _err(tenant: str, field: str, value: Any, why: str) -> AnsibleFilterError:
+    return AnsibleFilterError(f"tenant {tenant!r}: field {field!r} has invalid value {value!r}: {why}")
+
+
+def parse_size(value: Any, tenant: str, field: str) -> int:
+    """Return a size in bytes. ``10G`` = ``10GiB`` = 10 * 1024**3; plain ints are bytes."""
+    if isinstance(value, bool) or value is None:
+        raise _err(tenant, field, value, "expected a size such as 10G, 10GiB, 10240M or a number of bytes")
+    if isinstance(value, int):
+        size = value
+    else:
+        text = str(value).strip()
+        # human_to_bytes knows "G"/"GB" (binary); accept the explicit IEC spelling too.
+        text = re.sub(r"(?i)([KMGTPEZY])iB$", r"\1B", text)
+        try:
+            size = int(human_to_bytes(text))
+        except (ValueError, TypeError) as exc:
+            raise _err(tenant, field, value, "expected a size such as 10G, 10GiB, 10240M or a number of bytes") from exc
+    if size <= 0:
+        raise _err(tenant, field, value, "must be greater than 0")
+    return size
+
+
+def _as_int(value: Any, tenant: str, field: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise _err(tenant, field, value, "expected an integer")
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        value = int(value)
+    if not isinstance(value, int):
+        raise _err(tenant, field, value, "expected an integer")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise _err(tenant, field, value, f"must be {bound}")
+    return value
+
+
+def parse_compact(spec: str) -> list[dict[str, Any]]:
+    """Parse ``name:gpu_memory:port[,...]`` into tenant mappings."""
+    tenants = []
+    for index, item in enumerate(part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise AnsibleFilterError(
+                f"tenants entry {index + 1} {item!r}: expected name:gpu_memory:port, e.g. companyA:10G:30001"
+            )
+        name, gpu_memory, port = (p.strip() for p in parts)
+        tenants.append({"name": name, "gpu_memory": gpu_memory, "port": port})
+    return tenants
+
+
+def normalise_tenants(tenants: Any) -> list[Mapping[str, Any]]:
+    """Accept a list of mappings, a ``{"tenants": [...]}`` mapping or the compact string."""
+    if tenants is None:
+        return []
+    if isinstance(tenants, str):
+        text = tenants.strip()
+        if text.startswith("[") or text.startswith("{"):
+            raise AnsibleFilterError(
+                "tenants: got a string that looks like JSON; pass it as -e '{\"tenants\": [...]}' so Ansible parses it"
+            )
+        return parse_compact(text)
+    if isinstance(tenants, Mapping):
+        if set(tenants) == {"tenants"}:
+            return normalise_tenants(tenants["tenants"])
+        raise AnsibleFilterError(f"tenants: expected a list of tenants, got a mapping with keys {sorted(tenants)}")
+    if not isinstance(tenants, Sequence):
+        raise AnsibleFilterError(f"tenants: expected a list of tenants, got {type(tenants).__name__}")
+    result = []
+    for index, tenant in enumerate(tenants):
+        if not isinstance(tenant, Mapping):
+            raise AnsibleFilterError(f"tenants entry {index + 1}: expected a mapping, got {tenant!r}")
+        result.append(tenant)
+    return result
+
+
+def object_names(name: str) -> dict[str, str]:
+    """Names of a tenant's Docker objects and host paths (see shared/DESIGN.md)."""
+    return {
+        "engine": f"tenancy-{name}-engine",
+        "gateway": f"tenancy-{name}-gateway",
+        "network": f"tenancy-{name}",
+        "edge_network": f"tenancy-{name}-edge",
+        "volume": f"tenancy-{name}-data",
+        "config_dir": f"/etc/tenancy/{name}",
+        "label": name,
+    }
+
+
+def _validate_bind_address(value: Any, tenant: str) -> str:
+    match = IPV4_RE.match(str(value))
+    if not match or any(int(octet) > 255 for octet in match.groups()):
+        raise _err(tenant, "bind_address", value, "expected an IPv4 address such as 0.0.0.0 or 127.0.0.1")
+    return str(value)
+
+
+def _model_reference(value: Any, tenant: str) -> tuple[str, str]:
+    """Return (kind, reference) where kind is 'local' or 'hub'."""
+    if not isinstance(value, str) or not value:
+        raise _err(tenant, "model", value, "expected a directory under the models dir or a Hugging Face repo id")
+    if LOCAL_MODEL_RE.match(value) and value not in (".", ".."):
+        return "local", value
+    if HF_REPO_RE.match(value) and ".." not in value:
+        return "hub", value
+    raise _err(
+        tenant,
+        "model",
+        value,
+        "expected a directory name under the models dir (e.g. tiny-qwen3) or a Hugging Face repo id (org/name)",
+    )
+
+
+def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Merge defaults into one tenant and validate every field. Returns normalised values."""
+    label = str(raw.get("name")) if raw.get("name") not in (None, "") else f"#{index + 1}"
+    unknown = sorted(set(raw) - FIELDS)
+    if unknown:
+        raise _err(label, unknown[0], raw[unknown[0]], f"unknown field; known fields are {', '.join(sorted(FIELDS))}")
+    for field in REQUIRED:
+        if raw.get(field) in (None, ""):
+            raise _err(label, field, raw.get(field), "is required")
+
+    spec = {**BUILTIN_DEFAULTS, **defaults, **raw}
+    name = spec["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _err(label, "name", name, "must match [A-Za-z0-9][A-Za-z0-9-]{0,30}")
+
+    out: dict[str, Any] = {"name": name}
+    out["port"] = _as_int(spec["port"], name, "port", 1024, 65535)
+    if spec["state"] not in STATES:
+        raise _err(name, "state", spec["state"], f"must be one of {', '.join(STATES)}")
+    out["state"] = spec["state"]
+    out["model_kind"], out["model"] = _model_reference(spec["model"], name)
+    served = spec["served_model_name"] or out["model"].rsplit("/", 1)[-1]
+    if not isinstance(served, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", served):
+        raise _err(name, "served_model_name", served, "expected letters, digits and . _ / - (at most 128)")
+    out["served_model_name"] = served
+    out["gpu_memory"] = parse_size(spec["gpu_memory"], name, "gpu_memory")
+    quantization = spec["quantization"]
+    if quantization not in (None, "", "none") and quantization not in QUANTIZATIONS:
+        raise _err(name, "quantization", quantization, f"must be one of {', '.join(sorted(QUANTIZATIONS))} or null")
+    out["quantization"] = quantization if quantization not in ("", "none") else None
+    out["shm_size"] = parse_size(spec["shm_size"], name, "shm_size")
+    out["max_model_len"] = _as_int(spec["max_model_len"], name, "max_model_len", 1)
+    out["max_num_seqs"] = _as_int(spec["max_num_seqs"], name, "max_num_seqs", 1)
+    out["rpm_limit"] = _as_int(spec["rpm_limit"], name, "rpm_limit", 1)
+    out["max_body_size"] = parse_size(spec["max_body_size"], name, "max_body_size")
+    out["bind_address"] = _validate_bind_address(spec["bind_address"], name)
+    out["pids_limit"] = _as_int(spec["pids_limit"], name, "pids_limit", 64)
+    out["memory_limit"] = (
+        None if spec["memory_limit"] in (None, "") else parse_size(spec["memory_limit"], name, "memory_limit")
+    )
+    out["host"] = spec["host"]
+    return out
+
+
+def _check_unique(tenants: list[dict[str, Any]]) -> None:
+    seen_names: dict[str, str] = {}
+    for tenant in tenants:
+        key = tenant["name"].lower()
+        if key in seen_names:
+            other = seen_names[key]
+            why = "duplicate name" if other == tenant["name"] else f"collides with tenant {other!r} (names ignore case)"
+            raise _err(tenant["name"], "name", tenant["name"], why)
+        seen_names[key] = tenant["name"]
+    seen_ports: dict[tuple[Any, int], str] = {}
+    for tenant in tenants:
+        key = (tenant["host"], tenant["port"])
+        if key in seen_ports:
+            raise _err(tenant["name"], "port", tenant["port"], f"already used by tenant {seen_ports[key]!r}")
+        seen_ports[key] = tenant["name"]
+
+
+def _engine(tenant: dict[str, Any], models_mount: str) -> tuple[list[str], dict[str, str], int]:
+    """Engine arguments after ``vllm serve``, its environment, and its RAM limit (CPU host)."""
+    model = f"{models_mount}/{tenant['model']}" if tenant["model_kind"] == "local" else tenant["model"]
+    args = [
+        model,
+        "--served-model-name",
+        tenant["served_model_name"],
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--max-model-len",
+        str(tenant["max_model_len"]),
+        "--max-num-seqs",
+        str(tenant["max_num_seqs"]),
+        # The engine is only ever reached by its own gateway; request bodies are logged nowhere.
+        "--disable-uvicorn-access-log",
+    ]
+    if tenant["quantization"]:
+        args += ["--quantization", tenant["quantization"]]
+    # CPU host: the quota is the KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE is an int).
+    # --enforce-eager: the torch.compile cache breaks when a container restarts.
+    args.append("--enforce-eager")
+    kv_gib = tenant["gpu_memory"] // GIB
+    if kv_gib < 1:
+        raise _err(
+            tenant["name"],
+            "gpu_memory",
+            tenant["gpu_memory"],
+            "is below 1GiB; on a CPU host the quota is the KV cache size in whole GiB",
+        )
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": f"{models_mount}/.hf",
+        "HOME": "/tmp",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    memory_limit = tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES
+    return args, env, memory_limit
+
+
+def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Any]) -> None:
+    """Assign a host to each tenant: the pinned one, else the host with the fewest tenants."""
+    host_names = sorted(hosts) or ["localhost"]
+    load = dict.fromkeys(host_names, 0)
+    for tenant in tenants:
+        if tenant["host"] is not None:
+            if tenant["host"] not in load:
+                raise _err(tenant["name"], "host", tenant["host"], f"is not a tenancy host; hosts are {host_names}")
+            load[tenant["host"]] += 1
+    for tenant in tenants:
+        if tenant["host"] is None:
+            tenant["host"] = min(host_names, key=lambda h: (load[h], h))
+            load[tenant["host"]] += 1
+
+
+def tenancy_plan(
+    tenants: Any,
+    defaults: Mapping[str, Any] | None = None,
+    hosts: Mapping[str, Any] | Sequence[str] | None = None,
+    models_mount: str = "/models",
+) -> list[dict[str, Any]]:
+    """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
+    defaults = dict(defaults or {})
+    hosts = dict(hosts) if isinstance(hosts, Mapping) else {host: {} for host in hosts or []}
+    unknown_defaults = sorted(set(defaults) - (FIELDS - {"name", "port"}))
+    if unknown_defaults:
+        raise AnsibleFilterError(
+            f"tenancy_tenant_defaults: unknown field {unknown_defaults[0]!r}; "
+            f"known fields are {', '.join(sorted(FIELDS - {'name', 'port'}))}"
+        )
+    validated = [validate_tenant(raw, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
+    _place(validated, hosts)
+    _check_unique(validated)
+
+    plan = []
+    for tenant in sorted(validated, key=lambda t: t["name"].lower()):
+        args, env, memory_limit = _engine(tenant, models_mount)
+        plan.append(
+            {
+                **tenant,
+                "gpu": None,
+                "mode": "cpu",
+                "mig_profile": None,
+                "mig_start": None,
+                "memory_bytes": tenant["gpu_memory"],
+                "gpu_memory_utilization": None,
+                "memory_limit": memory_limit,
+                "engine_args": args,
+                "engine_env": env,
+                "names": object_names(tenant["name"]),
+            }
+        )
+    return plan
+
+
+def format_bytes(size: int) -> str:
+    """Render bytes the way quotas are written: 10GiB, 512MiB, 1536KiB."""
+    for unit, factor in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return f"{size}B"
+
+
+def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Render a plan as aligned text lines (one header, one line per tenant)."""
+    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "RAM LIMIT")
+    rows = [header]
+    for t in plan:
+        rows.append(
+            (
+                t["name"],
+                t["state"],
+                t["host"],
+                f"{t['bind_address']}:{t['port']}",
+                f"{t['model']} as {t['served_model_name']}",
+                t["mode"] if t["gpu"] is None else f"{t['mode']} gpu{t['gpu']}",
+                format_bytes(t["memory_bytes"]),
+                format_bytes(t["memory_limit"]),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+class FilterModule:
+    """Tenancy planner filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"tenancy_plan": tenancy_plan, "tenancy_plan_table": tenancy_plan_table}

@@ -1,0 +1,60 @@
+"""Read the plan and the API keys of an inventory: shared by the smoke check, the
+benchmarks, the load tests and the end-to-end tests, so all of them address the
+tenants exactly the way the playbooks deployed them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ansible_bin(name: str) -> str:
+    """The tool from the project's virtualenv when there is one, else from PATH."""
+    candidate = ROOT / ".venv" / "bin" / name
+    return str(candidate) if candidate.exists() else name
+
+
+def load_plan(inventory: str | os.PathLike[str], extra_args: list[str] | None = None) -> list[dict]:
+    """Run playbooks/plan.yml (which changes nothing) and return its JSON plan."""
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "plan.json"
+        subprocess.run(
+            [
+                ansible_bin("ansible-playbook"),
+                "-i",
+                str(inventory),
+                str(ROOT / "playbooks" / "plan.yml"),
+                "-e",
+                f"plan_output={output}",
+                *(extra_args or []),
+            ],
+            check=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        )
+        return json.loads(output.read_text())
+
+
+def key_file(inventory: str | os.PathLike[str], tenant: str) -> Path:
+    """Where the controller keeps a tenant's API key (see roles/tenant credentials.yml)."""
+    inventory = Path(inventory)
+    directory = inventory if inventory.is_dir() else inventory.parent
+    return (directory / "credentials" / f"{tenant}.api_key").resolve()
+
+
+def api_key(inventory: str | os.PathLike[str], tenant: str) -> str:
+    return key_file(inventory, tenant).read_text().strip()
+
+
+def base_url(tenant: dict) -> str:
+    """The tenant's gateway as seen from this machine."""
+    address = tenant["bind_address"]
+    if address == "0.0.0.0":
+        address = "127.0.0.1" if tenant["host"] in ("localhost", "127.0.0.1") else tenant["host"]
+    return f"http://{address}:{tenant['port']}"

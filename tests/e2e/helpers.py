@@ -1,0 +1,28 @@
+"""Helpers of the end-to-end suite: run site.yml and read its recap."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from tenancy_inventory import ROOT, ansible_bin
+
+INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+
+
+def run_site(*extra: str) -> subprocess.CompletedProcess[str]:
+    """Run site.yml against the test inventory and return the finished process."""
+    return subprocess.run(
+        [ansible_bin("ansible-playbook"), "-i", str(INVENTORY), str(ROOT / "site.yml"), *extra],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """changed=N per host from the PLAY RECAP."""
+    return {host: int(n) for host, n in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}

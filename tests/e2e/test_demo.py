@@ -1,0 +1,231 @@
+"""End to end: the two demo tenants, deployed by site.yml, through their gateways.
+
+The session fixture converges inventory/local once; these tests then talk to the
+tenants the way a user does (the official openai client) and inspect the real
+Docker objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import openai
+import pytest
+import requests
+from helpers import recap_changed, run_site
+from isolation import can_connect, engine_address, reachable_peers
+from tenancy_inventory import api_key, base_url, key_file
+
+TENANTS = ["companyA", "companyB"]
+
+
+def client_for(tenant: dict, key: str | None) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url(tenant)}/v1", api_key=key or "", max_retries=0, timeout=60)
+
+
+# --- idempotence ------------------------------------------------------------------
+
+
+def test_second_site_run_changes_nothing(first_converge):
+    result = run_site()
+    assert result.returncode == 0, result.stdout[-4000:]
+    changed = recap_changed(result.stdout)
+    assert changed, f"no PLAY RECAP in output:\n{result.stdout[-2000:]}"
+    assert all(n == 0 for n in changed.values()), f"second run changed something: {changed}\n{result.stdout[-6000:]}"
+
+
+# --- serving through the gateway -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_completion(tenants, inventory, name):
+    tenant = tenants[name]
+    reply = client_for(tenant, api_key(inventory, name)).completions.create(
+        model=tenant["served_model_name"], prompt="Hello tenant", max_tokens=8
+    )
+    assert reply.choices[0].text is not None
+    assert reply.usage.completion_tokens >= 1
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_chat(tenants, inventory, name):
+    tenant = tenants[name]
+    reply = client_for(tenant, api_key(inventory, name)).chat.completions.create(
+        model=tenant["served_model_name"], messages=[{"role": "user", "content": "Hi"}], max_tokens=8
+    )
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.usage.completion_tokens >= 1
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_streamed_chat(tenants, inventory, name):
+    tenant = tenants[name]
+    stream = client_for(tenant, api_key(inventory, name)).chat.completions.create(
+        model=tenant["served_model_name"],
+        messages=[{"role": "user", "content": "Stream please"}],
+        max_tokens=8,
+        stream=True,
+    )
+    chunks = list(stream)
+    assert len(chunks) >= 2, "a stream of one chunk was buffered, not streamed"
+    assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_health_needs_no_key(tenants, name):
+    assert requests.get(f"{base_url(tenants[name])}/health", timeout=10).status_code == 200
+
+
+# --- authentication -----------------------------------------------------------------
+
+
+def test_foreign_key_is_rejected(tenants, inventory):
+    a, b = tenants["companyA"], tenants["companyB"]
+    with pytest.raises(openai.AuthenticationError) as excinfo:
+        client_for(b, api_key(inventory, a["name"])).models.list()
+    assert excinfo.value.status_code == 401
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_missing_key_is_rejected(tenants, name):
+    response = requests.get(f"{base_url(tenants[name])}/v1/models", timeout=10)
+    assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_wrong_scheme_and_garbage_keys_are_rejected(tenants, inventory, name):
+    url = f"{base_url(tenants[name])}/v1/models"
+    key = api_key(inventory, name)
+    for header in (f"Basic {key}", f"Bearer {key}x", "Bearer ", key):
+        assert requests.get(url, headers={"Authorization": header}, timeout=10).status_code == 401, header
+
+
+# --- path allowlist -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/metrics", "/invocations", "/tokenize", "/pause", "/version", "/v1/../tokenize", "/v1/%2e%2e/tokenize", "/"],
+)
+def test_only_v1_and_health_are_exposed(tenants, inventory, path):
+    tenant = tenants["companyA"]
+    # Raw request: requests would normalise the dots away before sending.
+    session = requests.Session()
+    request = requests.Request(
+        "POST" if path in ("/invocations", "/tokenize", "/pause") else "GET",
+        f"{base_url(tenant)}{path}",
+        headers={"Authorization": f"Bearer {api_key(inventory, tenant['name'])}"},
+        json={} if path in ("/invocations", "/tokenize", "/pause") else None,
+    ).prepare()
+    request.url = f"{base_url(tenant)}{path}"
+    response = session.send(request, timeout=10)
+    assert response.status_code == 404, f"{path}: {response.status_code} {response.text[:200]}"
+
+
+def test_body_above_cap_gets_413(tenants, inventory):
+    tenant = tenants["companyA"]
+    too_big = b"x" * (tenant["max_body_size"] + 1)
+    response = requests.post(
+        f"{base_url(tenant)}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {api_key(inventory, tenant['name'])}", "Content-Type": "application/json"},
+        data=too_big,
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text[:200]
+
+
+# --- network isolation ----------------------------------------------------------------
+
+
+def test_engines_cannot_reach_each_other(docker_client, tenants):
+    assert reachable_peers(docker_client, tenants) == []
+
+
+def test_isolation_probe_catches_a_planted_break(docker_client, tenants):
+    """Plant a break (A's engine joins B's network): the same probe must report it."""
+    a, b = tenants["companyA"], tenants["companyB"]
+    network = docker_client.networks.get(b["names"]["network"])
+    network.connect(a["names"]["engine"])
+    try:
+        assert can_connect(docker_client, a["names"]["engine"], engine_address(docker_client, b))
+        assert any(p.startswith("companyA -> companyB") for p in reachable_peers(docker_client, tenants))
+    finally:
+        with contextlib.suppress(Exception):
+            network.disconnect(a["names"]["engine"])
+    assert reachable_peers(docker_client, tenants) == []
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_engine_joins_only_its_internal_network(docker_client, tenants, name):
+    tenant = tenants[name]
+    engine = docker_client.containers.get(tenant["names"]["engine"])
+    assert list(engine.attrs["NetworkSettings"]["Networks"]) == [tenant["names"]["network"]]
+    assert docker_client.networks.get(tenant["names"]["network"]).attrs["Internal"] is True
+    assert engine.attrs["HostConfig"]["PortBindings"] in (None, {})
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_gateway_publishes_exactly_the_tenant_port(docker_client, tenants, name):
+    tenant = tenants[name]
+    gateway = docker_client.containers.get(tenant["names"]["gateway"])
+    bindings = gateway.attrs["HostConfig"]["PortBindings"]
+    assert bindings == {"8080/tcp": [{"HostIp": tenant["bind_address"], "HostPort": str(tenant["port"])}]}
+    assert sorted(gateway.attrs["NetworkSettings"]["Networks"]) == sorted(
+        [tenant["names"]["network"], tenant["names"]["edge_network"]]
+    )
+
+
+# --- hardening, labels, secrets ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TENANTS)
+@pytest.mark.parametrize("role", ["engine", "gateway"])
+def test_containers_are_hardened(docker_client, tenants, name, role):
+    attrs = docker_client.containers.get(tenants[name]["names"][role]).attrs
+    host = attrs["HostConfig"]
+    assert attrs["Config"]["User"] not in ("", "0", "root", "0:0")
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in (host["SecurityOpt"] or [])
+    assert host["Memory"] > 0
+    assert host["PidsLimit"] and host["PidsLimit"] > 0
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert host["Privileged"] is False
+    sources = [m.get("Source", "") for m in attrs["Mounts"]]
+    assert not any("docker.sock" in s for s in sources)
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_engine_mounts_only_models_and_its_volume(docker_client, tenants, name):
+    tenant = tenants[name]
+    mounts = {m["Destination"]: m for m in docker_client.containers.get(tenant["names"]["engine"]).attrs["Mounts"]}
+    assert set(mounts) == {"/models", "/data"}
+    assert mounts["/models"]["RW"] is False
+    assert mounts["/data"]["Name"] == tenant["names"]["volume"]
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_every_docker_object_is_labelled(docker_client, tenants, name):
+    tenant = tenants[name]
+    names = tenant["names"]
+    label = {"tenancy.tenant": name}
+    objects = [
+        docker_client.containers.get(names["engine"]).labels,
+        docker_client.containers.get(names["gateway"]).labels,
+        docker_client.networks.get(names["network"]).attrs["Labels"],
+        docker_client.networks.get(names["edge_network"]).attrs["Labels"],
+        docker_client.volumes.get(names["volume"]).attrs["Labels"],
+    ]
+    for labels in objects:
+        assert label.items() <= (labels or {}).items()
+
+
+@pytest.mark.parametrize("name", TENANTS)
+def test_key_is_private_and_absent_from_docker(docker_client, tenants, inventory, name):
+    key = api_key(inventory, name)
+    assert len(key) >= 43
+    assert key_file(inventory, name).stat().st_mode & 0o777 == 0o600
+    for role in ("engine", "gateway"):
+        container = docker_client.containers.get(tenants[name]["names"][role])
+        assert key not in str(container.attrs)
+        assert key not in container.logs(tail=500).decode(errors="replace")

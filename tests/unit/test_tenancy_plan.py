@@ -1,0 +1,200 @@
+"""Unit tests for the tenancy_plan filter: every validation rule and its message."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from hypothesis import given
+from hypothesis import strategies as st
+from tenancy_plan import (
+    GIB,
+    FilterModule,
+    format_bytes,
+    parse_compact,
+    tenancy_plan,
+    tenancy_plan_table,
+)
+
+A = {"name": "companyA", "port": 30001}
+B = {"name": "companyB", "port": 30002}
+
+
+def plan_one(**fields):
+    return tenancy_plan([{**A, **fields}])[0]
+
+
+def test_demo_pair_plans_with_defaults():
+    plan = tenancy_plan([A, B], {"bind_address": "127.0.0.1"}, ["localhost"])
+    assert [t["name"] for t in plan] == ["companyA", "companyB"]
+    first = plan[0]
+    assert first["host"] == "localhost"
+    assert first["bind_address"] == "127.0.0.1"
+    assert first["names"] == {
+        "engine": "tenancy-companyA-engine",
+        "gateway": "tenancy-companyA-gateway",
+        "network": "tenancy-companyA",
+        "edge_network": "tenancy-companyA-edge",
+        "volume": "tenancy-companyA-data",
+        "config_dir": "/etc/tenancy/companyA",
+        "label": "companyA",
+    }
+    assert first["engine_args"][0] == "/models/tiny-qwen3"
+    assert "--max-model-len" in first["engine_args"]
+    assert first["engine_env"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "value_fragment", "why"),
+    [
+        ({"colour": "blue"}, "colour", "'blue'", "unknown field"),
+        ({"name": None}, "name", "None", "is required"),
+        ({"port": None}, "port", "None", "is required"),
+        ({"name": "-bad"}, "name", "'-bad'", "must match"),
+        ({"name": "has_underscore"}, "name", "'has_underscore'", "must match"),
+        ({"name": "x" * 32}, "name", "'" + "x" * 32 + "'", "must match"),
+        ({"port": 80}, "port", "80", "between 1024 and 65535"),
+        ({"port": 65536}, "port", "65536", "between 1024 and 65535"),
+        ({"port": "http"}, "port", "'http'", "expected an integer"),
+        ({"port": True}, "port", "True", "expected an integer"),
+        ({"state": "running"}, "state", "'running'", "present, absent"),
+        ({"gpu_memory": "0"}, "gpu_memory", "'0'", "greater than 0"),
+        ({"gpu_memory": "lots"}, "gpu_memory", "'lots'", "expected a size"),
+        ({"rpm_limit": 0}, "rpm_limit", "0", "at least 1"),
+        ({"rpm_limit": 2.5}, "rpm_limit", "2.5", "expected an integer"),
+        ({"max_model_len": 0}, "max_model_len", "0", "at least 1"),
+        ({"quantization": "int3"}, "quantization", "'int3'", "must be one of"),
+        ({"shm_size": "-1G"}, "shm_size", "'-1G'", "expected a size"),
+        ({"model": "../etc"}, "model", "'../etc'", "expected a directory name"),
+        ({"model": "a/b/c"}, "model", "'a/b/c'", "expected a directory name"),
+        ({"bind_address": "300.0.0.1"}, "bind_address", "'300.0.0.1'", "IPv4"),
+        ({"host": "gpu9"}, "host", "'gpu9'", "is not a tenancy host"),
+        ({"gpu_memory": "512M"}, "gpu_memory", "536870912", "below 1GiB"),
+    ],
+)
+def test_invalid_field_names_tenant_field_and_value(fields, field, value_fragment, why):
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        tenancy_plan([{**A, **fields}], {}, ["localhost"])
+    message = str(excinfo.value)
+    tenant = fields.get("name", A["name"]) or "#1"
+    assert f"tenant {tenant!r}" in message
+    assert f"field {field!r}" in message
+    assert value_fragment in message
+    assert why in message
+
+
+def test_missing_name_is_reported_by_position():
+    with pytest.raises(AnsibleFilterError, match=r"tenant '#2': field 'name' has invalid value None: is required"):
+        tenancy_plan([A, {"port": 30005}])
+
+
+def test_duplicate_name():
+    with pytest.raises(AnsibleFilterError, match=r"tenant 'companyA': field 'name'.*duplicate name"):
+        tenancy_plan([A, {"name": "companyA", "port": 30009}])
+
+
+def test_names_collide_without_regard_to_case():
+    with pytest.raises(AnsibleFilterError, match=r"tenant 'companya': field 'name'.*collides with tenant 'companyA'"):
+        tenancy_plan([A, {"name": "companya", "port": 30009}])
+
+
+def test_duplicate_port():
+    with pytest.raises(AnsibleFilterError, match=r"tenant 'companyB': field 'port' has invalid value 30001.*companyA"):
+        tenancy_plan([A, {"name": "companyB", "port": 30001}])
+
+
+def test_unknown_default_field():
+    with pytest.raises(AnsibleFilterError, match=r"tenancy_tenant_defaults: unknown field 'colour'"):
+        tenancy_plan([A], {"colour": "blue"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("10G", 10 * GIB), ("10GiB", 10 * GIB), ("10240M", 10 * GIB), (str(10 * GIB), 10 * GIB), (10 * GIB, 10 * GIB)],
+)
+def test_sizes_accept_iec_and_plain_bytes(text, expected):
+    assert plan_one(gpu_memory=text)["memory_bytes"] == expected
+
+
+def test_compact_string_form():
+    plan = tenancy_plan("companyA:2G:30001, companyB:3GiB:30002")
+    assert [(t["name"], t["memory_bytes"], t["port"]) for t in plan] == [
+        ("companyA", 2 * GIB, 30001),
+        ("companyB", 3 * GIB, 30002),
+    ]
+
+
+@pytest.mark.parametrize("text", ["companyA:2G", "companyA:2G:30001:extra"])
+def test_compact_string_form_rejects_malformed_entries(text):
+    with pytest.raises(AnsibleFilterError, match="expected name:gpu_memory:port"):
+        parse_compact(text)
+
+
+def test_json_string_is_rejected_with_a_hint():
+    with pytest.raises(AnsibleFilterError, match="looks like JSON"):
+        tenancy_plan('[{"name": "a", "port": 30001}]')
+
+
+def test_tenants_key_mapping_is_accepted():
+    assert len(tenancy_plan({"tenants": [A, B]})) == 2
+
+
+def test_tenant_fields_override_defaults():
+    plan = tenancy_plan([{**A, "rpm_limit": 5}, B], {"rpm_limit": 50})
+    assert [t["rpm_limit"] for t in plan] == [5, 50]
+
+
+def test_hub_model_is_passed_as_repo_id():
+    tenant = plan_one(model="Qwen/Qwen3-VL-8B-Instruct")
+    assert tenant["engine_args"][0] == "Qwen/Qwen3-VL-8B-Instruct"
+    assert tenant["served_model_name"] == "Qwen3-VL-8B-Instruct"
+
+
+def test_quantization_is_passed_to_the_engine():
+    args = plan_one(quantization="awq")["engine_args"]
+    assert args[args.index("--quantization") + 1] == "awq"
+
+
+def test_unpinned_tenants_spread_over_hosts():
+    plan = tenancy_plan([A, B, {"name": "c", "port": 30003}], {}, ["h1", "h2"])
+    assert {t["name"]: t["host"] for t in plan} == {"companyA": "h1", "companyB": "h2", "c": "h1"}
+
+
+def test_same_port_on_different_hosts_is_fine():
+    plan = tenancy_plan([{**A, "host": "h1"}, {**B, "port": 30001, "host": "h2"}], {}, ["h1", "h2"])
+    assert len(plan) == 2
+
+
+def test_table_lists_every_tenant():
+    lines = tenancy_plan_table(tenancy_plan([A, B]))
+    assert lines[0].split()[0] == "TENANT"
+    assert [line.split()[0] for line in lines[1:]] == ["companyA", "companyB"]
+
+
+@pytest.mark.parametrize(
+    ("size", "text"), [(GIB, "1GiB"), (3 * GIB // 2, "1.5GiB"), (512 * 1024**2, "512MiB"), (7, "7B")]
+)
+def test_format_bytes(size, text):
+    assert format_bytes(size) == text
+
+
+def test_filter_module_maps_names_to_functions():
+    assert FilterModule().filters() == {"tenancy_plan": tenancy_plan, "tenancy_plan_table": tenancy_plan_table}
+
+
+names = st.from_regex(re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,30}"), fullmatch=True)
+
+
+@given(st.lists(st.tuples(names, st.integers(1024, 65535)), max_size=8))
+def test_plan_is_deterministic_and_unique(pairs):
+    tenants = [{"name": n, "port": p} for n, p in pairs]
+    try:
+        first = tenancy_plan(tenants)
+    except AnsibleFilterError as exc:
+        # The only way valid names and ports fail is a collision, and it must say so.
+        assert "collides" in str(exc) or "duplicate" in str(exc) or "already used" in str(exc)
+        return
+    assert first == tenancy_plan(list(reversed(tenants)))
+    assert len({t["name"].lower() for t in first}) == len(first)
+    assert len({t["port"] for t in first}) == len(first)
