@@ -12,7 +12,7 @@ INVENTORY ?= inventory/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker demo deploy smoke plan lint unit e2e test bench clean-demo
+.PHONY: help venv docker demo deploy smoke plan lint unit e2e test bench loadtest
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e
 
 test: lint unit e2e ## Everything CI runs
+
+SCENARIO ?= qps
+loadtest: venv ## Run a Locust scenario against the deployed tenants (SCENARIO=qps)
+	mkdir -p reports
+	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/locust -f loadtests/locustfiles/$(SCENARIO).py --config loadtests/locust.conf \
+	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html
 
 bench: venv docker ## Gateway overhead benchmark (results go to docs/benchmarks.md)
 	$(BIN)/python scripts/bench_gateway.py --inventory $(INVENTORY)

@@ -8,13 +8,15 @@ Docker objects.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 
 import openai
 import pytest
 import requests
 from helpers import recap_changed, run_site
 from isolation import can_connect, engine_address, reachable_peers
-from tenancy_inventory import api_key, base_url, key_file
+from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file
 
 TENANTS = ["companyA", "companyB"]
 
@@ -229,3 +231,49 @@ def test_key_is_private_and_absent_from_docker(docker_client, tenants, inventory
         container = docker_client.containers.get(tenants[name]["names"][role])
         assert key not in str(container.attrs)
         assert key not in container.logs(tail=500).decode(errors="replace")
+
+
+# --- load: a short Locust qps run with enforced thresholds --------------------------------
+
+
+def run_locust(inventory, tmp_path, run_time: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            ansible_bin("locust"),
+            "-f",
+            str(ROOT / "loadtests" / "locustfiles" / "qps.py"),
+            "--config",
+            str(ROOT / "loadtests" / "locust.conf"),
+            "--users",
+            "4",
+            "--spawn-rate",
+            "4",
+            "--run-time",
+            run_time,
+            "--csv",
+            str(tmp_path / "qps"),
+            "--html",
+            str(tmp_path / "qps.html"),
+        ],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env={**os.environ, "TENANCY_INVENTORY": str(inventory), **extra_env},
+        timeout=300,
+    )
+
+
+def test_locust_qps_short_run_meets_thresholds(first_converge, inventory, tmp_path):
+    result = run_locust(inventory, tmp_path, "15s", {})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "thresholds held" in result.stdout
+    stats = (tmp_path / "qps_stats.csv").read_text()
+    for name in TENANTS:
+        assert f"{name} completion" in stats and f"{name} chat" in stats
+
+
+def test_locust_threshold_fails_the_run(first_converge, inventory, tmp_path):
+    """The same scenario with an unreachable threshold must exit non-zero."""
+    result = run_locust(inventory, tmp_path, "5s", {"QPS_MIN_RPS": "1000000"})
+    assert result.returncode != 0
+    assert "THRESHOLD FAILED" in result.stdout

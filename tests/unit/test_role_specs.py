@@ -1,0 +1,33 @@
+"""Every role documents exactly the inputs it has: argument_specs matches defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROLES = sorted(
+    p.parent.parent for p in (Path(__file__).resolve().parents[2] / "roles").glob("*/meta/argument_specs.yml")
+)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_argument_specs_match_defaults(role):
+    options = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {}
+    required = {name for name, spec in options.items() if spec.get("required")}
+    assert set(defaults) == set(options) - required, "defaults/main.yml and argument_specs disagree"
+    assert not required & set(defaults), "a required input must not have a default"
+    for name, spec in options.items():
+        assert spec.get("description"), f"{name} has no description"
+        assert name.startswith(role.name + "_"), f"{name} lacks the role prefix {role.name}_"
+        if "default" in spec:
+            assert spec["default"] == defaults[name], f"{name}: argument_specs default differs from defaults/main.yml"
+
+
+def test_every_role_has_specs_and_a_readme():
+    roles = [p for p in (Path(__file__).resolve().parents[2] / "roles").iterdir() if p.is_dir()]
+    for role in roles:
+        assert (role / "meta" / "argument_specs.yml").exists(), role.name
+        assert (role / "README.md").exists(), role.name
