@@ -12,6 +12,7 @@ The logic lives in module-level functions so that pytest can call them directly;
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -136,6 +137,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "memory_limit": None,
     "pids_limit": 1024,
     "host": None,
+    "gpu": None,
 }
 
 FIELDS = frozenset(BUILTIN_DEFAULTS) | {"name", "port"}
@@ -146,6 +148,14 @@ REQUIRED = ("name", "port")
 # (docs/benchmarks.md); 2 GiB leaves headroom for bigger tokenizers and the
 # sampler's buffers.
 CPU_ENGINE_OVERHEAD_BYTES = 2 * GIB
+# Host RAM a GPU engine may use beyond its quota (weights pass through host memory
+# while loading; tokenizer and sampler buffers live there). A heuristic; tenants can
+# set memory_limit themselves.
+GPU_ENGINE_HOST_MEMORY_BYTES = 16 * GIB
+# GPU memory kept free on every GPU for the CUDA context of each process and the
+# driver: quotas on one GPU must sum to at most total - reserve.
+GPU_RESERVE_BYTES = 1 * GIB
+GPU_MODES = ("shared", "mps", "mig")
 
 
 def _err(tenant: str, field: str, value: Any, why: str) -> AnsibleFilterError:
@@ -302,6 +312,9 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
         None if spec["memory_limit"] in (None, "") else parse_size(spec["memory_limit"], name, "memory_limit")
     )
     out["host"] = spec["host"]
+    out["gpu_pin"] = None if spec["gpu"] is None else _as_int(spec["gpu"], name, "gpu", 0)
+    if out["gpu_pin"] is not None and out["host"] is None:
+        raise _err(name, "gpu", spec["gpu"], "pinning a GPU needs the tenant's host pinned too")
     return out
 
 
@@ -322,8 +335,8 @@ def _check_unique(tenants: list[dict[str, Any]]) -> None:
         seen_ports[key] = tenant["name"]
 
 
-def _engine(tenant: dict[str, Any], models_mount: str) -> tuple[list[str], dict[str, str], int]:
-    """Engine arguments after ``vllm serve``, its environment, and its RAM limit (CPU host)."""
+def _engine(tenant: dict[str, Any], models_mount: str, gpu: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Engine arguments after ``vllm serve``, its environment and limits, for a CPU or GPU slot."""
     model = f"{models_mount}/{tenant['model']}" if tenant["model_kind"] == "local" else tenant["model"]
     args = [
         model,
@@ -337,47 +350,156 @@ def _engine(tenant: dict[str, Any], models_mount: str) -> tuple[list[str], dict[
         str(tenant["max_model_len"]),
         "--max-num-seqs",
         str(tenant["max_num_seqs"]),
-        # The engine is only ever reached by its own gateway; request bodies are logged nowhere.
+        # The engine is only ever reached by its own gateway, which keeps the access log.
         "--disable-uvicorn-access-log",
     ]
     if tenant["quantization"]:
         args += ["--quantization", tenant["quantization"]]
-    # CPU host: the quota is the KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE is an int).
-    # --enforce-eager: the torch.compile cache breaks when a container restarts.
-    args.append("--enforce-eager")
-    kv_gib = tenant["gpu_memory"] // GIB
-    if kv_gib < 1:
-        raise _err(
-            tenant["name"],
-            "gpu_memory",
-            tenant["gpu_memory"],
-            "is below 1GiB; on a CPU host the quota is the KV cache size in whole GiB",
-        )
     env = {
-        "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": f"{models_mount}/.hf",
         "HOME": "/tmp",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
-    memory_limit = tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES
-    return args, env, memory_limit
+    if gpu is None:
+        # CPU host: the quota is the KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE is an int).
+        # --enforce-eager: the torch.compile cache breaks when a container restarts.
+        kv_gib = tenant["gpu_memory"] // GIB
+        if kv_gib < 1:
+            raise _err(
+                tenant["name"],
+                "gpu_memory",
+                tenant["gpu_memory"],
+                "is below 1GiB; on a CPU host the quota is the KV cache size in whole GiB",
+            )
+        args.append("--enforce-eager")
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib)
+        return {
+            "engine_args": args,
+            "engine_env": env,
+            "gpu_memory_utilization": None,
+            "memory_limit": tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES,
+        }
+    # GPU, shared mode: vLLM's fraction is of the GPU's TOTAL memory, rounded down so
+    # the engine never takes more than its quota.
+    fraction = math.floor(tenant["gpu_memory"] * 100 / gpu["memory_bytes"]) / 100
+    if fraction < 0.01:
+        raise _err(tenant["name"], "gpu_memory", tenant["gpu_memory"], "is below 1% of the GPU's memory")
+    args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
+    return {
+        "engine_args": args,
+        "engine_env": env,
+        "gpu_memory_utilization": fraction,
+        "memory_limit": tenant["memory_limit"] or tenant["gpu_memory"] + GPU_ENGINE_HOST_MEMORY_BYTES,
+    }
 
 
-def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Any]) -> None:
-    """Assign a host to each tenant: the pinned one, else the host with the fewest tenants."""
+def parse_gpus(host: str, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Normalise a host's ``tenancy_gpus`` list: index, name, memory_bytes, mode."""
+    gpus = []
+    for entry in facts.get("tenancy_gpus") or []:
+        label = f"{host} gpu {entry.get('index', '?')}"
+        if not isinstance(entry.get("index"), int) or entry["index"] < 0:
+            raise AnsibleFilterError(
+                f"tenancy_gpus of host {host!r}: index {entry.get('index')!r} is not an integer >= 0"
+            )
+        mode = entry.get("mode", "shared")
+        if mode not in GPU_MODES:
+            raise AnsibleFilterError(f"tenancy_gpus of {label}: mode {mode!r} must be one of {', '.join(GPU_MODES)}")
+        if mode != "shared":
+            raise AnsibleFilterError(
+                f"tenancy_gpus of {label}: mode {mode!r} is not implemented yet; use shared (see the planner issue)"
+            )
+        gpus.append(
+            {
+                "host": host,
+                "index": entry["index"],
+                "name": entry.get("name", "GPU"),
+                "memory_bytes": parse_size(entry.get("memory"), label, "memory"),
+                "mode": mode,
+            }
+        )
+    return gpus
+
+
+def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """Choose a host (and a GPU where the inventory has any) for each tenant.
+
+    Returns tenant name -> GPU record (or None on a CPU host). Pinned tenants go where
+    they are pinned; the rest are placed largest quota first onto the GPU with the least
+    room that still fits them (best-fit decreasing), or, with no GPU in the inventory,
+    onto the CPU host with the fewest tenants. Ties break on host name and GPU index, so
+    the same input always gives the same plan.
+    """
     host_names = sorted(hosts) or ["localhost"]
+    gpus = [gpu for host in host_names for gpu in parse_gpus(host, hosts.get(host) or {})]
+    free = {(g["host"], g["index"]): g["memory_bytes"] - GPU_RESERVE_BYTES for g in gpus}
+    by_slot = {(g["host"], g["index"]): g for g in gpus}
     load = dict.fromkeys(host_names, 0)
-    for tenant in tenants:
-        if tenant["host"] is not None:
-            if tenant["host"] not in load:
-                raise _err(tenant["name"], "host", tenant["host"], f"is not a tenancy host; hosts are {host_names}")
+    placed: dict[str, dict[str, Any] | None] = {}
+
+    def take(tenant: dict[str, Any], slot: tuple[str, int]) -> None:
+        free[slot] -= tenant["gpu_memory"]
+        tenant["host"], placed[tenant["name"]] = slot[0], by_slot[slot]
+        load[slot[0]] += 1
+
+    pinned = [t for t in tenants if t["host"] is not None]
+    for tenant in pinned:
+        if tenant["host"] not in load:
+            raise _err(tenant["name"], "host", tenant["host"], f"is not a tenancy host; hosts are {host_names}")
+        host_slots = sorted(slot for slot in free if slot[0] == tenant["host"])
+        if not host_slots:
+            if tenant["gpu_pin"] is not None:
+                raise _err(tenant["name"], "gpu", tenant["gpu_pin"], f"host {tenant['host']} has no GPU")
+            placed[tenant["name"]] = None
             load[tenant["host"]] += 1
-    for tenant in tenants:
-        if tenant["host"] is None:
+            continue
+        if tenant["gpu_pin"] is not None:
+            if (tenant["host"], tenant["gpu_pin"]) not in free:
+                indexes = [slot[1] for slot in host_slots]
+                raise _err(
+                    tenant["name"], "gpu", tenant["gpu_pin"], f"is not a GPU of {tenant['host']}; it has {indexes}"
+                )
+            host_slots = [(tenant["host"], tenant["gpu_pin"])]
+        fits = [slot for slot in host_slots if free[slot] >= tenant["gpu_memory"]]
+        if not fits:
+            raise _over_quota(tenant, host_slots, by_slot, tenants, placed)
+        take(tenant, min(fits, key=lambda slot: (free[slot], slot)))
+
+    for tenant in sorted(
+        (t for t in tenants if t["host"] is None), key=lambda t: (-t["gpu_memory"], t["name"].lower())
+    ):
+        if not free:
             tenant["host"] = min(host_names, key=lambda h: (load[h], h))
+            placed[tenant["name"]] = None
             load[tenant["host"]] += 1
+            continue
+        fits = [slot for slot in free if free[slot] >= tenant["gpu_memory"]]
+        if not fits:
+            raise _over_quota(tenant, sorted(free), by_slot, tenants, placed)
+        take(tenant, min(fits, key=lambda slot: (free[slot], slot)))
+    return placed
+
+
+def _over_quota(tenant, slots, by_slot, tenants, placed) -> AnsibleFilterError:
+    """The error for a tenant that fits no GPU: list each GPU's tenants and totals."""
+    lines = []
+    for slot in slots:
+        gpu = by_slot[slot]
+        there = [t for t in tenants if placed.get(t["name"]) is gpu]
+        used = sum(t["gpu_memory"] for t in there)
+        names = ", ".join(f"{t['name']} {format_bytes(t['gpu_memory'])}" for t in there) or "no tenants"
+        lines.append(
+            f"{slot[0]} gpu {slot[1]} ({gpu['name']}, usable {format_bytes(gpu['memory_bytes'] - GPU_RESERVE_BYTES)}):"
+            f" {names}, {format_bytes(used)} taken"
+        )
+    return _err(
+        tenant["name"],
+        "gpu_memory",
+        tenant["gpu_memory"],
+        f"{format_bytes(tenant['gpu_memory'])} fits on no GPU; " + "; ".join(lines),
+    )
 
 
 def tenancy_plan(
@@ -396,24 +518,22 @@ def tenancy_plan(
             f"known fields are {', '.join(sorted(FIELDS - {'name', 'port'}))}"
         )
     validated = [validate_tenant(raw, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
-    _place(validated, hosts)
+    placed = _place(validated, hosts)
     _check_unique(validated)
 
     plan = []
     for tenant in sorted(validated, key=lambda t: t["name"].lower()):
-        args, env, memory_limit = _engine(tenant, models_mount)
+        gpu = placed[tenant["name"]]
+        record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
         plan.append(
             {
-                **tenant,
-                "gpu": None,
-                "mode": "cpu",
+                **record,
+                "gpu": None if gpu is None else gpu["index"],
+                "mode": "cpu" if gpu is None else gpu["mode"],
                 "mig_profile": None,
                 "mig_start": None,
                 "memory_bytes": tenant["gpu_memory"],
-                "gpu_memory_utilization": None,
-                "memory_limit": memory_limit,
-                "engine_args": args,
-                "engine_env": env,
+                **_engine(tenant, models_mount, gpu),
                 "names": object_names(tenant["name"]),
             }
         )
@@ -431,7 +551,7 @@ def format_bytes(size: int) -> str:
 
 def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
     """Render a plan as aligned text lines (one header, one line per tenant)."""
-    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "RAM LIMIT")
+    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "GPU FRACTION", "RAM LIMIT")
     rows = [header]
     for t in plan:
         rows.append(
@@ -443,6 +563,7 @@ def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"{t['model']} as {t['served_model_name']}",
                 t["mode"] if t["gpu"] is None else f"{t['mode']} gpu{t['gpu']}",
                 format_bytes(t["memory_bytes"]),
+                "-" if t["gpu_memory_utilization"] is None else f"{t['gpu_memory_utilization']:.2f}",
                 format_bytes(t["memory_limit"]),
             )
         )

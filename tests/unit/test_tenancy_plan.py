@@ -158,7 +158,8 @@ def test_quantization_is_passed_to_the_engine():
 
 def test_unpinned_tenants_spread_over_hosts():
     plan = tenancy_plan([A, B, {"name": "c", "port": 30003}], {}, ["h1", "h2"])
-    assert {t["name"]: t["host"] for t in plan} == {"companyA": "h1", "companyB": "h2", "c": "h1"}
+    # Placed in name order onto the least-loaded host, ties on the host name.
+    assert {t["name"]: t["host"] for t in plan} == {"c": "h1", "companyA": "h2", "companyB": "h1"}
 
 
 def test_same_port_on_different_hosts_is_fine():
@@ -198,3 +199,80 @@ def test_plan_is_deterministic_and_unique(pairs):
     assert first == tenancy_plan(list(reversed(tenants)))
     assert len({t["name"].lower() for t in first}) == len(first)
     assert len({t["port"] for t in first}) == len(first)
+
+
+# --- GPU placement (shared mode) --------------------------------------------------------
+
+A100 = {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80GiB"}
+
+
+def gpu_hosts(**hosts):
+    return {host: {"tenancy_gpus": gpus} for host, gpus in hosts.items()}
+
+
+def test_gpu_fraction_is_quota_over_total_rounded_down():
+    plan = tenancy_plan([{**A, "gpu_memory": "20G"}], {}, gpu_hosts(g1=[A100]))
+    tenant = plan[0]
+    assert (tenant["mode"], tenant["gpu"], tenant["host"]) == ("shared", 0, "g1")
+    assert tenant["gpu_memory_utilization"] == 0.25
+    args = tenant["engine_args"]
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.25"
+    assert "--enforce-eager" not in args
+    assert "VLLM_CPU_KVCACHE_SPACE" not in tenant["engine_env"]
+
+
+def test_gpu_fraction_never_rounds_up():
+    tenant = tenancy_plan([{**A, "gpu_memory": "10G"}], {}, gpu_hosts(g1=[{**A100, "memory": "79GiB"}]))[0]
+    assert tenant["gpu_memory_utilization"] == 0.12  # 10/79 = 0.1265...
+
+
+def test_best_fit_decreasing_fills_the_tightest_gpu():
+    gpus = [A100, {**A100, "index": 1, "memory": "40GiB"}]
+    tenants = [
+        {"name": "big", "port": 30001, "gpu_memory": "60G"},
+        {"name": "small", "port": 30002, "gpu_memory": "30G"},
+    ]
+    plan = {t["name"]: t["gpu"] for t in tenancy_plan(tenants, {}, gpu_hosts(g1=gpus))}
+    assert plan == {"big": 0, "small": 1}
+
+
+def test_oversubscribed_gpu_lists_tenants_and_totals():
+    tenants = [{"name": f"t{i}", "port": 30000 + i, "gpu_memory": "30G"} for i in range(3)]
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        tenancy_plan(tenants, {}, gpu_hosts(g1=[A100]))
+    message = str(excinfo.value)
+    assert "tenant 't2': field 'gpu_memory'" in message
+    assert "fits on no GPU" in message
+    assert "t0 30GiB, t1 30GiB, 60GiB taken" in message
+    assert "usable 79GiB" in message
+
+
+def test_pinned_gpu_must_exist():
+    with pytest.raises(
+        AnsibleFilterError, match=r"tenant 'companyA': field 'gpu' has invalid value 3: is not a GPU of g1"
+    ):
+        tenancy_plan([{**A, "host": "g1", "gpu": 3}], {}, gpu_hosts(g1=[A100]))
+
+
+def test_pinned_gpu_needs_a_pinned_host():
+    with pytest.raises(AnsibleFilterError, match=r"field 'gpu'.*needs the tenant's host pinned"):
+        tenancy_plan([{**A, "gpu": 0}], {}, gpu_hosts(g1=[A100]))
+
+
+def test_unimplemented_gpu_modes_are_refused_clearly():
+    with pytest.raises(AnsibleFilterError, match=r"g1 gpu 0: mode 'mig' is not implemented yet"):
+        tenancy_plan([A], {}, gpu_hosts(g1=[{**A100, "mode": "mig"}]))
+
+
+@given(st.lists(st.integers(1, 80), min_size=1, max_size=12), st.integers(1, 3))
+def test_no_gpu_is_ever_oversubscribed(quotas_gib, gpu_count):
+    gpus = [{**A100, "index": i} for i in range(gpu_count)]
+    tenants = [{"name": f"t{i}", "port": 30000 + i, "gpu_memory": f"{q}G"} for i, q in enumerate(quotas_gib)]
+    try:
+        plan = tenancy_plan(tenants, {}, gpu_hosts(g1=gpus))
+    except AnsibleFilterError as exc:
+        assert "fits on no GPU" in str(exc)
+        return
+    for index in range(gpu_count):
+        used = sum(t["memory_bytes"] for t in plan if t["gpu"] == index)
+        assert used <= 79 * GIB
