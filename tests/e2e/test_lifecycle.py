@@ -1,0 +1,81 @@
+"""End to end: bad input changes nothing, a broken tenant fails loudly without touching
+the others, and state: absent removes everything of a tenant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+import pytest
+from helpers import run_site
+
+DEMO = [
+    {"name": "companyA", "port": 30001, "served_model_name": "tiny-chat"},
+    {"name": "companyB", "port": 30002, "served_model_name": "tiny-chat"},
+]
+
+
+def start_times(client: docker.DockerClient, tenants: dict[str, dict]) -> dict[str, str]:
+    return {
+        t["names"][role]: client.containers.get(t["names"][role]).attrs["State"]["StartedAt"]
+        for t in tenants.values()
+        for role in ("engine", "gateway")
+    }
+
+
+def tenants_arg(tenants: list[dict]) -> list[str]:
+    return ["-e", json.dumps({"tenants": tenants})]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("companyA:1G:80", "tenant 'companyA': field 'port' has invalid value 80"),
+        ("companyA:1G:30001,companya:1G:30009", "tenant 'companya': field 'name' has invalid value 'companya'"),
+        ("companyA:1G:30001,companyX:1G:30001", "tenant 'companyX': field 'port' has invalid value 30001"),
+        ("bad_name:1G:30005", "tenant 'bad_name': field 'name' has invalid value 'bad_name'"),
+    ],
+)
+def test_invalid_tenants_fail_before_any_change(docker_client, tenants, spec, message):
+    before = start_times(docker_client, tenants)
+    result = run_site("-e", f"tenants={spec}")
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert "TASK [images" not in result.stdout, "a host task ran although the plan was invalid"
+    assert start_times(docker_client, tenants) == before
+
+
+def test_unknown_field_fails_before_any_change(docker_client, tenants):
+    before = start_times(docker_client, tenants)
+    result = run_site(*tenants_arg([*DEMO, {"name": "companyC", "port": 30003, "gpu_memroy": "1G"}]))
+    assert result.returncode != 0
+    assert "tenant 'companyC': field 'gpu_memroy' has invalid value '1G': unknown field" in result.stdout
+    assert start_times(docker_client, tenants) == before
+
+
+def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client, tenants, inventory):
+    before = start_times(docker_client, tenants)
+    broken = {"name": "companyC", "port": 30003, "model": "no-such-model"}
+    try:
+        result = run_site(*tenants_arg([*DEMO, broken]))
+        assert result.returncode != 0
+        assert "tenant companyC: tenancy-companyC-engine is not healthy" in result.stdout
+        assert "Last log lines:" in result.stdout
+        assert "no-such-model" in result.stdout, "the engine's own log lines were not shown"
+        assert start_times(docker_client, tenants) == before
+    finally:
+        cleanup = run_site(*tenants_arg([*DEMO, {**broken, "state": "absent"}]))
+    assert cleanup.returncode == 0, cleanup.stdout[-3000:]
+    for kind, name in (
+        (docker_client.containers, "tenancy-companyC-engine"),
+        (docker_client.containers, "tenancy-companyC-gateway"),
+        (docker_client.networks, "tenancy-companyC"),
+        (docker_client.networks, "tenancy-companyC-edge"),
+        (docker_client.volumes, "tenancy-companyC-data"),
+    ):
+        with pytest.raises(docker.errors.NotFound):
+            kind.get(name)
+    assert not Path("/etc/tenancy/companyC").exists()
+    assert not (inventory / "credentials" / "companyC.api_key").exists()
+    assert start_times(docker_client, tenants) == before
