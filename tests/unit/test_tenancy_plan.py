@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tenancy_plan import (
     GIB,
     FilterModule,
+    cpu_list,
     format_bytes,
     parse_compact,
     tenancy_plan,
@@ -276,3 +277,47 @@ def test_no_gpu_is_ever_oversubscribed(quotas_gib, gpu_count):
     for index in range(gpu_count):
         used = sum(t["memory_bytes"] for t in plan if t["gpu"] == index)
         assert used <= 79 * GIB
+
+
+# --- CPU sets ---------------------------------------------------------------------------
+
+
+def cpu_hosts(cores):
+    return {"h": {"tenancy_cpus": cores}}
+
+
+def test_cpu_tenants_get_disjoint_cores_in_list_order():
+    plan = tenancy_plan([B, A, {"name": "c", "port": 30003}], {"cpus": 2}, cpu_hosts(8))
+    cpusets = {t["name"]: t["cpuset"] for t in plan}
+    assert cpusets == {"companyB": "0-1", "companyA": "2-3", "c": "4-5"}
+    env = next(t for t in plan if t["name"] == "companyA")["engine_env"]
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "2-3"
+
+
+def test_appending_a_tenant_keeps_earlier_cpusets():
+    before = {t["name"]: t["cpuset"] for t in tenancy_plan([A, B], {"cpus": 1}, cpu_hosts(4))}
+    after = {
+        t["name"]: t["cpuset"] for t in tenancy_plan([A, B, {"name": "c", "port": 30003}], {"cpus": 1}, cpu_hosts(4))
+    }
+    assert {k: after[k] for k in before} == before
+
+
+def test_automatic_share_splits_the_rest_equally():
+    plan = tenancy_plan([A, B], {}, cpu_hosts(8))
+    assert [t["cpuset"] for t in plan] == ["0-3", "4-7"]
+
+
+def test_more_tenants_than_cores_wrap_around():
+    tenants = [{"name": f"t{i}", "port": 30000 + i} for i in range(3)]
+    assert [t["cpuset"] for t in tenancy_plan(tenants, {"cpus": 1}, cpu_hosts(2))] == ["0", "1", "0"]
+
+
+def test_unknown_core_count_means_no_pinning():
+    tenant = tenancy_plan([A])[0]
+    assert tenant["cpuset"] is None
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in tenant["engine_env"]
+
+
+@pytest.mark.parametrize(("cores", "text"), [([0], "0"), ([0, 1, 2], "0-2"), ([3, 0, 1], "0-1,3"), ([1, 1], "1")])
+def test_cpu_list(cores, text):
+    assert cpu_list(cores) == text

@@ -1,0 +1,220 @@
+"""Memory sizing of a vLLM tenant: weights + KV cache + reserve.
+
+The planner (``tenancy_plan``) refuses a quota below the minimum this module computes,
+and says which term is too big. Model geometry comes from the model's own
+``config.json`` when the model is on the controller's disk (the demo, or a host that is
+also the controller), else from ``KNOWN_MODELS`` below.
+
+The KV term uses the per-token size vLLM allocates:
+``num_hidden_layers x num_key_value_heads x head_dim x 2 (K and V) x bytes per element``
+(config fields of ``text_config`` for multimodal models). For Qwen3-VL-8B in bf16 that is
+36 x 8 x 128 x 2 x 2 = 147456 bytes = 144 KiB per token.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: tenancy_sizing
+short_description: Minimum memory of a vLLM tenant (weights + KV cache + reserve)
+version_added: "0.1.0"
+description:
+  - Returns the terms of the minimum memory a tenant's engine needs, from the model's
+    config.json when it is readable under O(models_dir), else from a table of known models.
+  - Weights are parameters times bytes per parameter of the dtype or quantization; the KV
+    cache is max_model_len x concurrency x layers x KV heads x head_dim x 2 x bytes per element.
+positional: _input, models_dir
+options:
+  _input:
+    description: A tenant mapping with model, quantization, max_model_len and concurrency.
+    type: dict
+    required: true
+  models_dir:
+    description: Directory holding local models (and the Hugging Face cache in .hf).
+    type: str
+    default: /var/lib/tenancy/models
+"""
+
+EXAMPLES = r"""
+- name: Show the minimum memory of a tenant
+  ansible.builtin.debug:
+    msg: "{{ {'model': 'Qwen/Qwen3-VL-8B-Instruct', 'max_model_len': 32768} | tenancy_sizing }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The sizing terms, or known=false when the model's geometry is unknown.
+  type: dict
+  contains:
+    known: {description: Whether the geometry was found, type: bool}
+    source: {description: config.json path or "known models table", type: str}
+    weights_bytes: {description: Weight memory, type: int}
+    kv_bytes_per_token: {description: KV cache bytes per token, type: int}
+    kv_bytes: {description: KV cache for max_model_len x concurrency tokens, type: int}
+    reserve_bytes: {description: Activations and CUDA graphs, type: int}
+    minimum_bytes: {description: The sum on a GPU, type: int}
+"""
+
+GIB = 1024**3
+
+# Activations, the sampler and CUDA graph buffers on a GPU: a fixed allowance on top of
+# weights and KV cache. vLLM's own start-up profile measures the real peak; this constant
+# only has to make the plan refuse quotas that cannot possibly work.
+RESERVE_BYTES = int(0.7 * GIB)
+
+DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "bf16": 2, "fp16": 2}
+
+# Bytes per weight parameter under a quantization method (scales and zero points, a few
+# percent, are ignored). Methods not listed keep the model's dtype.
+QUANTIZATION_BYTES = {
+    "aqlm": 0.25,
+    "awq": 0.5,
+    "awq_marlin": 0.5,
+    "bitblas": 0.5,
+    "bitsandbytes": 0.5,
+    "gguf": 0.5,
+    "gptq": 0.5,
+    "gptq_bitblas": 0.5,
+    "gptq_marlin": 0.5,
+    "gptq_marlin_24": 0.5,
+    "hqq": 0.5,
+    "marlin": 0.5,
+    "moe_wna16": 0.5,
+    "mxfp4": 0.5,
+    "modelopt_fp4": 0.5,
+    "qqq": 0.5,
+    "compressed-tensors": 1,
+    "deepspeedfp": 1,
+    "experts_int8": 1,
+    "fbgemm_fp8": 1,
+    "fp8": 1,
+    "modelopt": 1,
+    "ptpc_fp8": 1,
+    "tpu_int8": 1,
+}
+
+# Geometry of models that may not be on the controller's disk. Keys are the repo name
+# without organisation, lower case, without an -Instruct/-Thinking suffix.
+# Sources: each model's config.json on the Hugging Face Hub (text_config for Qwen3-VL:
+# num_hidden_layers, num_key_value_heads, head_dim); parameter counts from the model cards.
+KNOWN_MODELS: dict[str, dict[str, Any]] = {
+    "qwen3-vl-4b": {"params": 4.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
+    "qwen3-vl-8b": {"params": 8.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
+    "qwen3-vl-30b-a3b": {"params": 31e9, "layers": 48, "kv_heads": 4, "head_dim": 128, "dtype": "bfloat16"},
+    # The demo model made by roles/images/files/model/make_tiny_model.py.
+    "tiny-qwen3": {"params": 361_536, "layers": 2, "kv_heads": 2, "head_dim": 32, "dtype": "float32"},
+}
+
+
+def known_model_key(model: str) -> str:
+    name = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in ("-instruct", "-thinking"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _hf_snapshot(models_dir: Path, repo: str) -> Path | None:
+    snapshots = models_dir / ".hf" / "hub" / ("models--" + repo.replace("/", "--")) / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    candidates = sorted(p for p in snapshots.iterdir() if (p / "config.json").is_file())
+    return candidates[-1] if candidates else None
+
+
+def model_dir(model: str, models_dir: str | Path) -> Path | None:
+    """The local directory of a model (a models-dir entry or a Hub snapshot), if present."""
+    root = Path(models_dir)
+    local = root / model
+    if "/" not in model and (local / "config.json").is_file():
+        return local
+    if "/" in model:
+        return _hf_snapshot(root, model)
+    return None
+
+
+def _stored_weight_bytes(directory: Path) -> int | None:
+    """Total size of the safetensors weights, from the index or the single file."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        total = json.loads(index.read_text()).get("metadata", {}).get("total_size")
+        if isinstance(total, int) and total > 0:
+            return total
+    single = directory / "model.safetensors"
+    if single.is_file():
+        return single.stat().st_size
+    return None
+
+
+def geometry_from_config(directory: Path) -> dict[str, Any]:
+    """Layers, KV heads, head_dim, dtype and parameter count from a local model."""
+    config = json.loads((directory / "config.json").read_text())
+    text = config.get("text_config") or config
+    heads = text["num_attention_heads"]
+    dtype = text.get("torch_dtype") or config.get("torch_dtype") or text.get("dtype") or config.get("dtype")
+    dtype = str(dtype or "bfloat16").removeprefix("torch.")
+    geometry = {
+        "layers": text["num_hidden_layers"],
+        "kv_heads": text.get("num_key_value_heads") or heads,
+        "head_dim": text.get("head_dim") or text["hidden_size"] // heads,
+        "dtype": dtype,
+        "params": None,
+    }
+    stored = _stored_weight_bytes(directory)
+    if stored is not None:
+        geometry["params"] = stored / DTYPE_BYTES.get(dtype, 2)
+    return geometry
+
+
+def model_geometry(model: str, models_dir: str | Path) -> tuple[dict[str, Any] | None, str]:
+    """(geometry, source) for a model; geometry is None when nothing is known."""
+    directory = model_dir(model, models_dir)
+    if directory is not None:
+        try:
+            geometry = geometry_from_config(directory)
+        except (OSError, ValueError, KeyError) as exc:
+            raise AnsibleFilterError(f"model {model!r}: cannot read {directory / 'config.json'}: {exc}") from exc
+        known = KNOWN_MODELS.get(known_model_key(model))
+        if geometry["params"] is None and known:
+            geometry["params"] = known["params"]
+        return geometry, str(directory / "config.json")
+    known = KNOWN_MODELS.get(known_model_key(model))
+    if known:
+        return dict(known), "known models table"
+    return None, "unknown"
+
+
+def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenancy/models") -> dict[str, Any]:
+    """Weights, KV cache and reserve of one tenant, and their sum."""
+    geometry, source = model_geometry(tenant["model"], models_dir)
+    if geometry is None:
+        return {"known": False, "source": source}
+    dtype_bytes = DTYPE_BYTES.get(geometry["dtype"], 2)
+    quantization = tenant.get("quantization")
+    weight_bytes_per_param = QUANTIZATION_BYTES.get(quantization, dtype_bytes) if quantization else dtype_bytes
+    weights = math.ceil((geometry["params"] or 0) * weight_bytes_per_param)
+    per_token = geometry["layers"] * geometry["kv_heads"] * geometry["head_dim"] * 2 * dtype_bytes
+    tokens = int(tenant["max_model_len"]) * int(tenant.get("concurrency") or 1)
+    kv = per_token * tokens
+    return {
+        "known": True,
+        "source": source,
+        "weights_bytes": weights,
+        "kv_bytes_per_token": per_token,
+        "kv_bytes": kv,
+        "reserve_bytes": RESERVE_BYTES,
+        "minimum_bytes": weights + kv + RESERVE_BYTES,
+    }
+
+
+class FilterModule:
+    """Tenant memory sizing."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"tenancy_sizing": tenancy_sizing}
