@@ -30,7 +30,7 @@ description:
   - Any error raises C(AnsibleFilterError) naming the tenant, the field and the
     value, so a playbook fails before a host changes.
   - Sizes accept C(10G), C(10GiB), C(10240M) and plain bytes; G means GiB (1024^3).
-positional: _input, defaults, hosts
+positional: _input, defaults, hosts, overrides
 options:
   _input:
     description:
@@ -40,6 +40,12 @@ options:
     required: true
   defaults:
     description: Values applied to every tenant that does not set them itself.
+    type: dict
+    default: {}
+  overrides:
+    description:
+      - Values forced onto every tenant, over the tenant's own fields (an emergency rate
+        cut, or a benchmark that needs a higher rpm_limit).
     type: dict
     default: {}
   hosts:
@@ -557,18 +563,21 @@ def tenancy_plan(
     tenants: Any,
     defaults: Mapping[str, Any] | None = None,
     hosts: Mapping[str, Any] | Sequence[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     models_mount: str = "/models",
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
     defaults = dict(defaults or {})
+    overrides = dict(overrides or {})
     hosts = dict(hosts) if isinstance(hosts, Mapping) else {host: {} for host in hosts or []}
-    unknown_defaults = sorted(set(defaults) - (FIELDS - {"name", "port"}))
-    if unknown_defaults:
-        raise AnsibleFilterError(
-            f"tenancy_tenant_defaults: unknown field {unknown_defaults[0]!r}; "
-            f"known fields are {', '.join(sorted(FIELDS - {'name', 'port'}))}"
-        )
-    validated = [validate_tenant(raw, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
+    shared_fields = FIELDS - {"name", "port"}
+    for variable, values in (("tenancy_tenant_defaults", defaults), ("tenancy_tenant_overrides", overrides)):
+        unknown = sorted(set(values) - shared_fields)
+        if unknown:
+            raise AnsibleFilterError(
+                f"{variable}: unknown field {unknown[0]!r}; known fields are {', '.join(sorted(shared_fields))}"
+            )
+    validated = [validate_tenant({**raw, **overrides}, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
     placed = _place(validated, hosts)
     _check_unique(validated)
     cpusets = cpu_sets(validated, placed, hosts)

@@ -277,3 +277,37 @@ def test_locust_threshold_fails_the_run(first_converge, inventory, tmp_path):
     result = run_locust(inventory, tmp_path, "5s", {"QPS_MIN_RPS": "1000000"})
     assert result.returncode != 0
     assert "THRESHOLD FAILED" in result.stdout
+
+
+# --- secrets never leak --------------------------------------------------------------------
+
+
+def test_keys_are_not_read_as_inventory(inventory):
+    """The credentials directory sits inside the inventory directory; it must never be
+    parsed as an inventory source (the ini plugin would make each key a host name)."""
+    listing = subprocess.run(
+        [ansible_bin("ansible-inventory"), "-i", str(inventory), "--list"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+    ).stdout
+    for name in TENANTS:
+        assert api_key(inventory, name) not in listing
+
+
+def test_verbose_run_never_prints_a_key(first_converge, inventory):
+    result = run_site("-vvv")
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in TENANTS:
+        key = api_key(inventory, name)
+        assert key not in result.stdout
+        assert key not in result.stderr
+
+
+def test_no_process_shows_a_key(inventory):
+    """Neither the host's process list nor the containers' command lines hold a key."""
+    processes = subprocess.run(["ps", "-eo", "args"], text=True, capture_output=True, check=True).stdout
+    for name in TENANTS:
+        assert api_key(inventory, name) not in processes

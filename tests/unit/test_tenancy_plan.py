@@ -141,6 +141,16 @@ def test_tenants_key_mapping_is_accepted():
     assert len(tenancy_plan({"tenants": [A, B]})) == 2
 
 
+def test_overrides_win_over_tenant_fields():
+    plan = tenancy_plan([{**A, "rpm_limit": 5}, B], {"rpm_limit": 50}, [], {"rpm_limit": 100000})
+    assert [t["rpm_limit"] for t in plan] == [100000, 100000]
+
+
+def test_unknown_override_field():
+    with pytest.raises(AnsibleFilterError, match=r"tenancy_tenant_overrides: unknown field 'colour'"):
+        tenancy_plan([A], {}, [], {"colour": "blue"})
+
+
 def test_tenant_fields_override_defaults():
     plan = tenancy_plan([{**A, "rpm_limit": 5}, B], {"rpm_limit": 50})
     assert [t["rpm_limit"] for t in plan] == [5, 50]
