@@ -13,12 +13,20 @@ The logic lives in module-level functions so that pytest can call them directly;
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.formatters import human_to_bytes
+
+# The planner's other parts are filter plugins of their own beside this file (each is
+# also usable on its own); make them importable however Ansible loaded this one.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tenancy_mig
+import tenancy_sizing
 
 DOCUMENTATION = r"""
 name: tenancy_plan
@@ -145,6 +153,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "host": None,
     "gpu": None,
     "cpus": None,
+    "concurrency": 1,
+    "mig_profile": None,
+    "mps_thread_percentage": None,
 }
 
 FIELDS = frozenset(BUILTIN_DEFAULTS) | {"name", "port"}
@@ -163,6 +174,8 @@ GPU_ENGINE_HOST_MEMORY_BYTES = 16 * GIB
 # driver: quotas on one GPU must sum to at most total - reserve.
 GPU_RESERVE_BYTES = 1 * GIB
 GPU_MODES = ("shared", "mps", "mig")
+# Largest gpu_memory_utilization inside a MIG instance (room for the CUDA context).
+MIG_MAX_UTILIZATION = 0.95
 
 
 def _err(tenant: str, field: str, value: Any, why: str) -> AnsibleFilterError:
@@ -319,6 +332,15 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
         None if spec["memory_limit"] in (None, "") else parse_size(spec["memory_limit"], name, "memory_limit")
     )
     out["cpus"] = None if spec["cpus"] in (None, "") else _as_int(spec["cpus"], name, "cpus", 1)
+    out["concurrency"] = _as_int(spec["concurrency"], name, "concurrency", 1)
+    if spec["mig_profile"] not in (None, "") and not isinstance(spec["mig_profile"], str):
+        raise _err(name, "mig_profile", spec["mig_profile"], "expected a MIG profile name such as 1g.10gb")
+    out["mig_profile"] = spec["mig_profile"] or None
+    out["mps_thread_percentage"] = (
+        None
+        if spec["mps_thread_percentage"] in (None, "")
+        else _as_int(spec["mps_thread_percentage"], name, "mps_thread_percentage", 1, 100)
+    )
     out["host"] = spec["host"]
     out["gpu_pin"] = None if spec["gpu"] is None else _as_int(spec["gpu"], name, "gpu", 0)
     if out["gpu_pin"] is not None and out["host"] is None:
@@ -344,9 +366,13 @@ def _check_unique(tenants: list[dict[str, Any]]) -> None:
 
 
 def _engine(
-    tenant: dict[str, Any], models_mount: str, gpu: Mapping[str, Any] | None, cpuset: str | None
+    tenant: dict[str, Any],
+    models_mount: str,
+    gpu: Mapping[str, Any] | None,
+    cpuset: str | None,
+    mig: tuple[tenancy_mig.Profile, int] | None,
 ) -> dict[str, Any]:
-    """Engine arguments after ``vllm serve``, its environment and limits, for a CPU or GPU slot."""
+    """Engine arguments after ``vllm serve``, its environment and limits, for its slot."""
     model = f"{models_mount}/{tenant['model']}" if tenant["model_kind"] == "local" else tenant["model"]
     args = [
         model,
@@ -380,7 +406,7 @@ def _engine(
             raise _err(
                 tenant["name"],
                 "gpu_memory",
-                tenant["gpu_memory"],
+                format_bytes(tenant["gpu_memory"]),
                 "is below 1GiB; on a CPU host the quota is the KV cache size in whole GiB",
             )
         args.append("--enforce-eager")
@@ -397,12 +423,22 @@ def _engine(
             "gpu_memory_utilization": None,
             "memory_limit": tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES,
         }
-    # GPU, shared mode: vLLM's fraction is of the GPU's TOTAL memory, rounded down so
-    # the engine never takes more than its quota.
-    fraction = math.floor(tenant["gpu_memory"] * 100 / gpu["memory_bytes"]) / 100
+    if mig is not None:
+        # The engine sees only its MIG instance, so the fraction is of the instance;
+        # capped because vLLM needs room for its CUDA context inside the instance.
+        fraction = min(MIG_MAX_UTILIZATION, math.floor(tenant["gpu_memory"] * 100 / mig[0].memory_bytes) / 100)
+    else:
+        # shared and mps: vLLM's fraction is of the GPU's TOTAL memory, rounded down so
+        # the engine never takes more than its quota.
+        fraction = math.floor(tenant["gpu_memory"] * 100 / gpu["memory_bytes"]) / 100
     if fraction < 0.01:
         raise _err(tenant["name"], "gpu_memory", tenant["gpu_memory"], "is below 1% of the GPU's memory")
     args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
+    if gpu["mode"] == "mps":
+        # The container sees its one GPU as device 0.
+        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={tenant['gpu_memory'] // 1024**2}M"
+        if tenant["mps_thread_percentage"] is not None:
+            env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(tenant["mps_thread_percentage"])
     return {
         "engine_args": args,
         "engine_env": env,
@@ -411,91 +447,225 @@ def _engine(
     }
 
 
+def _check_minimum(tenant: dict[str, Any], sizing: Mapping[str, Any], on_gpu: bool) -> None:
+    """Refuse a quota below what the model needs, naming the term that is too big."""
+    if not sizing["known"]:
+        return
+    quota = tenant["gpu_memory"]
+    tokens = f"max_model_len {tenant['max_model_len']}"
+    if tenant["concurrency"] > 1:
+        tokens += f" x concurrency {tenant['concurrency']}"
+    if on_gpu and quota < sizing["minimum_bytes"]:
+        raise _err(
+            tenant["name"],
+            "gpu_memory",
+            format_bytes(tenant["gpu_memory"]),
+            f"{format_bytes(quota)} is below the {_gib(sizing['minimum_bytes'])} minimum "
+            f"(weights {_gib(sizing['weights_bytes'])} + KV for {tokens} = "
+            f"{_gib(sizing['kv_bytes'])} + reserve {_gib(sizing['reserve_bytes'])}); "
+            "raise gpu_memory, or lower max_model_len or concurrency, or quantize",
+        )
+    if not on_gpu and quota < sizing["kv_bytes"]:
+        raise _err(
+            tenant["name"],
+            "gpu_memory",
+            format_bytes(tenant["gpu_memory"]),
+            f"on a CPU host the quota is the KV cache, and {format_bytes(quota)} is below the "
+            f"{_gib(sizing['kv_bytes'])} that {tokens} needs "
+            f"({sizing['kv_bytes_per_token']} bytes per token); raise gpu_memory or lower max_model_len",
+        )
+
+
 def parse_gpus(host: str, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Normalise a host's ``tenancy_gpus`` list: index, name, memory_bytes, mode."""
+    """Normalise a host's ``tenancy_gpus`` list: index, name, memory_bytes, mode, MIG profiles."""
     gpus = []
     for entry in facts.get("tenancy_gpus") or []:
         label = f"{host} gpu {entry.get('index', '?')}"
-        if not isinstance(entry.get("index"), int) or entry["index"] < 0:
+        if not isinstance(entry.get("index"), int) or isinstance(entry.get("index"), bool) or entry["index"] < 0:
             raise AnsibleFilterError(
                 f"tenancy_gpus of host {host!r}: index {entry.get('index')!r} is not an integer >= 0"
             )
         mode = entry.get("mode", "shared")
         if mode not in GPU_MODES:
             raise AnsibleFilterError(f"tenancy_gpus of {label}: mode {mode!r} must be one of {', '.join(GPU_MODES)}")
-        if mode != "shared":
-            raise AnsibleFilterError(
-                f"tenancy_gpus of {label}: mode {mode!r} is not implemented yet; use shared (see the planner issue)"
-            )
-        gpus.append(
-            {
-                "host": host,
-                "index": entry["index"],
-                "name": entry.get("name", "GPU"),
-                "memory_bytes": parse_size(entry.get("memory"), label, "memory"),
-                "mode": mode,
-            }
-        )
+        gpu = {
+            "host": host,
+            "index": entry["index"],
+            "name": str(entry.get("name", "GPU")),
+            "memory_bytes": parse_size(entry.get("memory"), label, "memory"),
+            "mode": mode,
+            "profiles": [],
+        }
+        if mode == "mig":
+            if entry.get("mig") is False:
+                raise AnsibleFilterError(f"tenancy_gpus of {label}: mode 'mig' needs a MIG-capable GPU (mig: false)")
+            gpu["profiles"] = tenancy_mig.profiles(gpu["name"], gpu["memory_bytes"])
+            if not gpu["profiles"]:
+                raise AnsibleFilterError(
+                    f"tenancy_gpus of {label}: no MIG profile table for {gpu['name']!r} with "
+                    f"{format_bytes(gpu['memory_bytes'])}; known: A100 40GB/80GB, H100 80GB"
+                )
+        gpus.append(gpu)
     return gpus
 
 
-def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any] | None]:
-    """Choose a host (and a GPU where the inventory has any) for each tenant.
+Slot = tuple[str, int]
 
-    Returns tenant name -> GPU record (or None on a CPU host). Pinned tenants go where
-    they are pinned; the rest are placed largest quota first onto the GPU with the least
-    room that still fits them (best-fit decreasing), or, with no GPU in the inventory,
-    onto the CPU host with the fewest tenants. Ties break on host name and GPU index, so
-    the same input always gives the same plan.
+
+class _Placement:
+    """What is left on each GPU while tenants are being placed."""
+
+    def __init__(self, gpus: list[dict[str, Any]], host_names: list[str]) -> None:
+        self.gpus = {(g["host"], g["index"]): g for g in gpus}
+        self.free = {slot: g["memory_bytes"] - GPU_RESERVE_BYTES for slot, g in self.gpus.items() if g["mode"] != "mig"}
+        self.mig: dict[Slot, dict[str, tenancy_mig.Profile]] = {
+            slot: {} for slot, g in self.gpus.items() if g["mode"] == "mig"
+        }
+        self.load = dict.fromkeys(host_names, 0)
+        self.placed: dict[str, dict[str, Any] | None] = {}
+        self.unplaced: dict[str, str] = {}
+
+    def take_cpu(self, tenant: dict[str, Any], host: str) -> None:
+        tenant["host"], self.placed[tenant["name"]] = host, None
+        self.load[host] += 1
+
+    def take_shared(self, tenant: dict[str, Any], slot: Slot) -> None:
+        self.free[slot] -= tenant["gpu_memory"]
+        tenant["host"], self.placed[tenant["name"]] = slot[0], self.gpus[slot]
+        self.load[slot[0]] += 1
+
+    def best_fit(self, tenant: dict[str, Any], slots: list[Slot]) -> Slot | None:
+        fits = [slot for slot in slots if self.free[slot] >= tenant["gpu_memory"]]
+        return min(fits, key=lambda slot: (self.free[slot], slot)) if fits else None
+
+    def try_mig(self, tenant: dict[str, Any], slot: Slot) -> str | None:
+        """Add the tenant's profile to a MIG GPU if it still fits; else say why not."""
+        gpu = self.gpus[slot]
+        if tenant["mig_profile"]:
+            profile = tenancy_mig.profile_by_name(gpu["profiles"], tenant["mig_profile"])
+            if profile is None:
+                names = [p.name for p in gpu["profiles"]]
+                raise _err(
+                    tenant["name"], "mig_profile", tenant["mig_profile"], f"is not a profile of {gpu['name']}: {names}"
+                )
+            if profile.memory_bytes < tenant["gpu_memory"]:
+                raise _err(
+                    tenant["name"],
+                    "mig_profile",
+                    tenant["mig_profile"],
+                    f"holds {format_bytes(profile.memory_bytes)}, "
+                    f"less than gpu_memory {format_bytes(tenant['gpu_memory'])}",
+                )
+        else:
+            profile = tenancy_mig.smallest_fitting(gpu["profiles"], tenant["gpu_memory"])
+            if profile is None:
+                largest = gpu["profiles"][-1]
+                return (
+                    f"{format_bytes(tenant['gpu_memory'])} is more than the largest MIG profile "
+                    f"{largest.name} ({format_bytes(largest.memory_bytes)})"
+                )
+        layout = self.mig[slot]
+        if tenancy_mig.place([*layout.values(), profile]) is None:
+            return f"no legal start slice left for {profile.name}"
+        layout[tenant["name"]] = profile
+        tenant["host"], self.placed[tenant["name"]] = slot[0], gpu
+        self.load[slot[0]] += 1
+        return None
+
+    def place_mig(self, tenant: dict[str, Any], slots: list[Slot]) -> None:
+        """First fit over `slots`; record why not when no GPU has room."""
+        reasons: dict[str, list[Slot]] = {}
+        for slot in slots:
+            reason = self.try_mig(tenant, slot)
+            if reason is None:
+                return
+            reasons.setdefault(reason, []).append(slot)
+        self.unplaced[tenant["name"]] = "; ".join(
+            f"{reason} on {self._describe_slots(where)}" for reason, where in reasons.items()
+        )
+
+    def _describe_slots(self, slots: list[Slot], shown: int = 3) -> str:
+        """'g1 gpu 0 (a 1g.10gb@0, ...)' for the first few GPUs, then a count."""
+        parts = []
+        for slot in slots[:shown]:
+            layout = self.mig[slot]
+            starts = tenancy_mig.place(list(layout.values())) or []
+            taken = dict(zip(layout, zip(layout.values(), starts, strict=True), strict=True))
+            parts.append(f"{slot[0]} gpu {slot[1]} ({tenancy_mig.describe(taken)})")
+        if len(slots) > shown:
+            parts.append(f"and {len(slots) - shown} more GPUs")
+        return ", ".join(parts)
+
+    def mig_starts(self) -> dict[str, tuple[tenancy_mig.Profile, int]]:
+        result = {}
+        for layout in self.mig.values():
+            starts = tenancy_mig.place(list(layout.values())) or []
+            result.update(
+                {name: (profile, start) for (name, profile), start in zip(layout.items(), starts, strict=True)}
+            )
+        return result
+
+
+def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]) -> _Placement:
+    """Choose a host (and a GPU, and a MIG slice) for each tenant.
+
+    - Pinned tenants go where they are pinned.
+    - Unpinned tenants go to shared/MPS GPUs largest quota first, each onto the GPU with
+      the least room that still fits it (best-fit decreasing).
+    - What fits no shared GPU, and every tenant when the GPUs are all MIG, goes to MIG
+      GPUs smallest first, onto the first GPU where its smallest fitting profile still
+      has a legal start slice: this places as many tenants as possible.
+    - With no GPU in the inventory, tenants go to the CPU host with the fewest tenants.
+    Ties break on names and indexes, so the same input always gives the same plan.
     """
     host_names = sorted(hosts) or ["localhost"]
     gpus = [gpu for host in host_names for gpu in parse_gpus(host, hosts.get(host) or {})]
-    free = {(g["host"], g["index"]): g["memory_bytes"] - GPU_RESERVE_BYTES for g in gpus}
-    by_slot = {(g["host"], g["index"]): g for g in gpus}
-    load = dict.fromkeys(host_names, 0)
-    placed: dict[str, dict[str, Any] | None] = {}
+    state = _Placement(gpus, host_names)
+    shared_slots = sorted(state.free)
+    mig_slots = sorted(state.mig)
+    mig_queue: list[dict[str, Any]] = []
 
-    def take(tenant: dict[str, Any], slot: tuple[str, int]) -> None:
-        free[slot] -= tenant["gpu_memory"]
-        tenant["host"], placed[tenant["name"]] = slot[0], by_slot[slot]
-        load[slot[0]] += 1
-
-    pinned = [t for t in tenants if t["host"] is not None]
-    for tenant in pinned:
-        if tenant["host"] not in load:
+    for tenant in (t for t in tenants if t["host"] is not None):
+        if tenant["host"] not in state.load:
             raise _err(tenant["name"], "host", tenant["host"], f"is not a tenancy host; hosts are {host_names}")
-        host_slots = sorted(slot for slot in free if slot[0] == tenant["host"])
-        if not host_slots:
-            if tenant["gpu_pin"] is not None:
-                raise _err(tenant["name"], "gpu", tenant["gpu_pin"], f"host {tenant['host']} has no GPU")
-            placed[tenant["name"]] = None
-            load[tenant["host"]] += 1
-            continue
+        host_slots = sorted(slot for slot in state.gpus if slot[0] == tenant["host"])
         if tenant["gpu_pin"] is not None:
-            if (tenant["host"], tenant["gpu_pin"]) not in free:
+            if not host_slots:
+                raise _err(tenant["name"], "gpu", tenant["gpu_pin"], f"host {tenant['host']} has no GPU")
+            if (tenant["host"], tenant["gpu_pin"]) not in state.gpus:
                 indexes = [slot[1] for slot in host_slots]
                 raise _err(
                     tenant["name"], "gpu", tenant["gpu_pin"], f"is not a GPU of {tenant['host']}; it has {indexes}"
                 )
             host_slots = [(tenant["host"], tenant["gpu_pin"])]
-        fits = [slot for slot in host_slots if free[slot] >= tenant["gpu_memory"]]
-        if not fits:
-            raise _over_quota(tenant, host_slots, by_slot, tenants, placed)
-        take(tenant, min(fits, key=lambda slot: (free[slot], slot)))
-
-    for tenant in sorted(
-        (t for t in tenants if t["host"] is None), key=lambda t: (-t["gpu_memory"], t["name"].lower())
-    ):
-        if not free:
-            tenant["host"] = min(host_names, key=lambda h: (load[h], h))
-            placed[tenant["name"]] = None
-            load[tenant["host"]] += 1
+        if not host_slots:
+            state.take_cpu(tenant, tenant["host"])
             continue
-        fits = [slot for slot in free if free[slot] >= tenant["gpu_memory"]]
-        if not fits:
-            raise _over_quota(tenant, sorted(free), by_slot, tenants, placed)
-        take(tenant, min(fits, key=lambda slot: (free[slot], slot)))
-    return placed
+        shared_here = [slot for slot in host_slots if slot in state.free]
+        if shared_here:
+            slot = state.best_fit(tenant, shared_here)
+            if slot is None:
+                raise _over_quota(tenant, shared_here, state, tenants)
+            state.take_shared(tenant, slot)
+        else:
+            state.place_mig(tenant, host_slots)
+
+    unpinned = [t for t in tenants if t["host"] is None]
+    if not state.gpus:
+        for tenant in sorted(unpinned, key=lambda t: t["name"].lower()):
+            state.take_cpu(tenant, min(host_names, key=lambda h: (state.load[h], h)))
+        return state
+    for tenant in sorted(unpinned, key=lambda t: (-t["gpu_memory"], t["name"].lower())):
+        slot = state.best_fit(tenant, shared_slots) if shared_slots else None
+        if slot is not None:
+            state.take_shared(tenant, slot)
+        elif mig_slots:
+            mig_queue.append(tenant)
+        else:
+            raise _over_quota(tenant, shared_slots, state, tenants)
+    for tenant in sorted(mig_queue, key=lambda t: (t["gpu_memory"], t["name"].lower())):
+        state.place_mig(tenant, mig_slots)
+    return state
 
 
 def cpu_sets(
@@ -539,12 +709,12 @@ def cpu_list(cores: list[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def _over_quota(tenant, slots, by_slot, tenants, placed) -> AnsibleFilterError:
+def _over_quota(tenant: dict[str, Any], slots: list[Slot], state: _Placement, tenants: list[dict[str, Any]]):
     """The error for a tenant that fits no GPU: list each GPU's tenants and totals."""
     lines = []
     for slot in slots:
-        gpu = by_slot[slot]
-        there = [t for t in tenants if placed.get(t["name"]) is gpu]
+        gpu = state.gpus[slot]
+        there = [t for t in tenants if state.placed.get(t["name"]) is gpu]
         used = sum(t["gpu_memory"] for t in there)
         names = ", ".join(f"{t['name']} {format_bytes(t['gpu_memory'])}" for t in there) or "no tenants"
         lines.append(
@@ -554,7 +724,7 @@ def _over_quota(tenant, slots, by_slot, tenants, placed) -> AnsibleFilterError:
     return _err(
         tenant["name"],
         "gpu_memory",
-        tenant["gpu_memory"],
+        format_bytes(tenant["gpu_memory"]),
         f"{format_bytes(tenant['gpu_memory'])} fits on no GPU; " + "; ".join(lines),
     )
 
@@ -564,6 +734,8 @@ def tenancy_plan(
     defaults: Mapping[str, Any] | None = None,
     hosts: Mapping[str, Any] | Sequence[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    models_dir: str = "/var/lib/tenancy/models",
+    allow_unplaced: bool = False,
     models_mount: str = "/models",
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
@@ -578,24 +750,65 @@ def tenancy_plan(
                 f"{variable}: unknown field {unknown[0]!r}; known fields are {', '.join(sorted(shared_fields))}"
             )
     validated = [validate_tenant({**raw, **overrides}, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
-    placed = _place(validated, hosts)
-    _check_unique(validated)
-    cpusets = cpu_sets(validated, placed, hosts)
+    placement = _place(validated, hosts)
+    if placement.unplaced and not allow_unplaced:
+        first = next(t for t in validated if t["name"] in placement.unplaced)
+        others = "; ".join(f"{name}: {why}" for name, why in sorted(placement.unplaced.items()))
+        raise _err(
+            first["name"],
+            "gpu_memory",
+            format_bytes(first["gpu_memory"]),
+            f"{len(placement.unplaced)} tenant(s) cannot be placed ({others}). "
+            "Free MIG slices, lower quotas, or set tenancy_allow_unplaced to deploy the rest",
+        )
+    _check_unique([t for t in validated if t["name"] not in placement.unplaced])
+    cpusets = cpu_sets(validated, placement.placed, hosts)
+    mig = placement.mig_starts()
 
     plan = []
     for tenant in sorted(validated, key=lambda t: t["name"].lower()):
-        gpu = placed[tenant["name"]]
         record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
+        sizing = tenancy_sizing.tenancy_sizing(tenant, models_dir)
+        if tenant["name"] in placement.unplaced:
+            plan.append(
+                {
+                    **record,
+                    "state": "unplaced",
+                    "unplaced_reason": placement.unplaced[tenant["name"]],
+                    "gpu": None,
+                    "mode": None,
+                    "mig_profile": None,
+                    "mig_start": None,
+                    "memory_bytes": tenant["gpu_memory"],
+                    "gpu_memory_utilization": None,
+                    "engine_args": [],
+                    "engine_env": {},
+                    "cpuset": None,
+                    "sizing": sizing,
+                    "names": object_names(tenant["name"]),
+                }
+            )
+            continue
+        gpu = placement.placed[tenant["name"]]
+        _check_minimum(tenant, sizing, on_gpu=gpu is not None)
+        profile, start = mig.get(tenant["name"], (None, None))
         plan.append(
             {
                 **record,
                 "gpu": None if gpu is None else gpu["index"],
                 "mode": "cpu" if gpu is None else gpu["mode"],
-                "mig_profile": None,
-                "mig_start": None,
+                "mig_profile": None if profile is None else profile.name,
+                "mig_start": start,
                 "memory_bytes": tenant["gpu_memory"],
-                **_engine(tenant, models_mount, gpu, cpusets.get(tenant["name"])),
+                **_engine(
+                    tenant,
+                    models_mount,
+                    gpu,
+                    cpusets.get(tenant["name"]),
+                    None if profile is None else (profile, start),
+                ),
                 "cpuset": cpusets.get(tenant["name"]),
+                "sizing": sizing,
                 "names": object_names(tenant["name"]),
             }
         )
@@ -603,7 +816,7 @@ def tenancy_plan(
 
 
 def format_bytes(size: int) -> str:
-    """Render bytes the way quotas are written: 10GiB, 512MiB, 1536KiB."""
+    """Render bytes the way quotas are written: 10GiB, 512MiB, 1.5GiB."""
     for unit, factor in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
         if size >= factor:
             value = size / factor
@@ -611,30 +824,13 @@ def format_bytes(size: int) -> str:
     return f"{size}B"
 
 
-def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Render a plan as aligned text lines (one header, one line per tenant)."""
-    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "GPU FRACTION", "RAM LIMIT")
-    rows = [header]
-    for t in plan:
-        rows.append(
-            (
-                t["name"],
-                t["state"],
-                t["host"],
-                f"{t['bind_address']}:{t['port']}",
-                f"{t['model']} as {t['served_model_name']}",
-                t["mode"] if t["gpu"] is None else f"{t['mode']} gpu{t['gpu']}",
-                format_bytes(t["memory_bytes"]),
-                "-" if t["gpu_memory_utilization"] is None else f"{t['gpu_memory_utilization']:.2f}",
-                format_bytes(t["memory_limit"]),
-            )
-        )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+def _gib(size: int) -> str:
+    """Sizes in a sum, all in GiB with one decimal, so the terms add up visibly."""
+    return f"{size / GIB:.1f}GiB"
 
 
 class FilterModule:
     """Tenancy planner filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"tenancy_plan": tenancy_plan, "tenancy_plan_table": tenancy_plan_table}
+        return {"tenancy_plan": tenancy_plan}

@@ -1,0 +1,69 @@
+"""Render a tenancy plan as a table for people (plan.yml prints it)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tenancy_plan import format_bytes
+
+DOCUMENTATION = r"""
+name: tenancy_plan_table
+short_description: Render a tenancy plan as aligned text lines
+version_added: "0.1.0"
+description:
+  - Takes the output of the tenancy_plan filter and returns a header line and one line
+    per tenant (name, state, host, endpoint, model, mode, quota, GPU fraction, RAM limit).
+positional: _input
+options:
+  _input:
+    description: A plan, as returned by tenancy_plan.
+    type: list
+    elements: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Show the plan
+  ansible.builtin.debug:
+    msg: "{{ tenancy_plan | tenancy_plan_table | join('\n') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: Text lines, the first one a header.
+  type: list
+  elements: str
+"""
+
+
+def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Render a plan as aligned text lines (one header, one line per tenant)."""
+    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "GPU FRACTION", "RAM LIMIT")
+    rows = [header]
+    for t in plan:
+        rows.append(
+            (
+                t["name"],
+                t["state"],
+                t["host"],
+                f"{t['bind_address']}:{t['port']}",
+                f"{t['model']} as {t['served_model_name']}",
+                t["mode"] if t["gpu"] is None else f"{t['mode']} gpu{t['gpu']}",
+                format_bytes(t["memory_bytes"]),
+                "-" if t["gpu_memory_utilization"] is None else f"{t['gpu_memory_utilization']:.2f}",
+                format_bytes(t["memory_limit"]),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+class FilterModule:
+    """Plan rendering."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"tenancy_plan_table": tenancy_plan_table}
