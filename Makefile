@@ -46,7 +46,8 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --offline
-	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml
+	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml playbooks/tenant-add.yml \
+	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml
 
 unit: venv ## Unit tests of the planner filter
 	$(BIN)/pytest -q tests/unit

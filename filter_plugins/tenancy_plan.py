@@ -625,7 +625,13 @@ def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]
     mig_slots = sorted(state.mig)
     mig_queue: list[dict[str, Any]] = []
 
-    for tenant in (t for t in tenants if t["host"] is not None):
+    # Absent tenants are being removed: they take no capacity, and their removal runs on
+    # every host (or on the pinned one), wherever they used to be.
+    for tenant in (t for t in tenants if t["state"] == "absent"):
+        state.placed[tenant["name"]] = None
+    active = [t for t in tenants if t["state"] != "absent"]
+
+    for tenant in (t for t in active if t["host"] is not None):
         if tenant["host"] not in state.load:
             raise _err(tenant["name"], "host", tenant["host"], f"is not a tenancy host; hosts are {host_names}")
         host_slots = sorted(slot for slot in state.gpus if slot[0] == tenant["host"])
@@ -650,7 +656,7 @@ def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]
         else:
             state.place_mig(tenant, host_slots)
 
-    unpinned = [t for t in tenants if t["host"] is None]
+    unpinned = [t for t in active if t["host"] is None]
     if not state.gpus:
         for tenant in sorted(unpinned, key=lambda t: t["name"].lower()):
             state.take_cpu(tenant, min(host_names, key=lambda h: (state.load[h], h)))
@@ -673,29 +679,52 @@ def cpu_sets(
 ) -> dict[str, str]:
     """CPU sets for the CPU-engine tenants of each host whose core count is known.
 
-    Cores are handed out in contiguous blocks in the order the tenants are listed, so
-    appending a tenant never moves (and so never restarts) the ones before it. A tenant
-    with ``cpus: N`` gets N cores; tenants without share what is left equally (their
-    blocks change when the number of such tenants changes). Absent tenants keep their
-    block until they are deleted from the list. With more demand than cores the blocks
-    wrap around and tenants share cores: still spread out, but no longer isolated.
+    Sticky: a tenant that already runs keeps its cores (hosts report them as
+    ``tenancy_cpusets_in_use``), as long as it still asks for as many and nobody kept
+    them first, so adding, changing or removing a tenant never moves (and so never
+    restarts) another. New tenants take free cores in list order. A tenant with
+    ``cpus: N`` gets N cores; tenants without share the host equally. With more demand
+    than cores, tenants share the least used cores: spread out, but no longer isolated.
     """
     result: dict[str, str] = {}
     for host, facts in hosts.items():
         cores = int((facts or {}).get("tenancy_cpus") or 0)
-        here = [t for t in tenants if t["host"] == host and placed[t["name"]] is None]
+        here = [t for t in tenants if t["host"] == host and placed[t["name"]] is None and t["state"] == "present"]
         if cores < 1 or not here:
             continue
+        in_use = (facts or {}).get("tenancy_cpusets_in_use") or {}
         fixed = sum(t["cpus"] for t in here if t["cpus"])
         automatic = [t for t in here if not t["cpus"]]
         auto_size = max(1, (cores - fixed) // len(automatic)) if automatic else 0
-        position = 0
+        size = {t["name"]: min(t["cpus"] or auto_size, cores) for t in here}
+        users = [0] * cores
+        pending = []
         for tenant in here:
-            size = min(tenant["cpus"] or auto_size, cores)
-            block = [(position + i) % cores for i in range(size)]
-            position += size
+            kept = parse_cpu_list(in_use.get(tenant["name"], ""), cores)
+            if kept and len(kept) == size[tenant["name"]] and all(users[c] == 0 for c in kept):
+                for core in kept:
+                    users[core] += 1
+                result[tenant["name"]] = cpu_list(kept)
+            else:
+                pending.append(tenant)
+        for tenant in pending:
+            # Least used cores first, lowest numbers on ties: free cores while there are any.
+            block = sorted(sorted(range(cores), key=lambda c: (users[c], c))[: size[tenant["name"]]])
+            for core in block:
+                users[core] += 1
             result[tenant["name"]] = cpu_list(block)
     return result
+
+
+def parse_cpu_list(text: str, cores: int) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5]; [] when empty or outside the host's cores."""
+    result: list[int] = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            return []
+        result.extend(range(int(first), int(last or first) + 1))
+    return result if result and max(result) < cores else []
 
 
 def cpu_list(cores: list[int]) -> str:

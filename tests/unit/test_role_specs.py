@@ -31,3 +31,11 @@ def test_every_role_has_specs_and_a_readme():
     for role in roles:
         assert (role / "meta" / "argument_specs.yml").exists(), role.name
         assert (role / "README.md").exists(), role.name
+
+
+def test_lifecycle_verbs_know_every_tenant_field():
+    from tenancy_plan import FIELDS
+
+    root = Path(__file__).resolve().parents[2]
+    fields = yaml.safe_load((root / "playbooks" / "vars" / "tenant_fields.yml").read_text())["tenancy_tenant_fields"]
+    assert sorted(fields) == sorted(FIELDS - {"name"})

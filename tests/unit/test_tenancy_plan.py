@@ -14,6 +14,7 @@ from tenancy_plan import (
     cpu_list,
     format_bytes,
     parse_compact,
+    parse_cpu_list,
     tenancy_plan,
 )
 from tenancy_plan_table import tenancy_plan_table
@@ -307,9 +308,37 @@ def test_appending_a_tenant_keeps_earlier_cpusets():
     assert {k: after[k] for k in before} == before
 
 
+@pytest.mark.parametrize(("text", "cores"), [("0-2,5", [0, 1, 2, 5]), ("", []), ("9", []), ("a-b", [])])
+def test_parse_cpu_list(text, cores):
+    assert parse_cpu_list(text, 8) == cores
+
+
 def test_automatic_share_splits_the_rest_equally():
     plan = tenancy_plan([A, B], {}, cpu_hosts(8))
     assert [t["cpuset"] for t in plan] == ["0-3", "4-7"]
+
+
+def test_running_tenants_keep_their_cores_when_another_is_removed():
+    hosts = {"h": {"tenancy_cpus": 4, "tenancy_cpusets_in_use": {"companyA": "0", "companyB": "1", "c": "2"}}}
+    plan = tenancy_plan([A, {"name": "c", "port": 30003}], {"cpus": 1}, hosts)
+    assert {t["name"]: t["cpuset"] for t in plan} == {"companyA": "0", "c": "2"}
+
+
+def test_a_new_tenant_takes_free_cores():
+    hosts = {"h": {"tenancy_cpus": 4, "tenancy_cpusets_in_use": {"companyB": "0"}}}
+    plan = tenancy_plan([A, B], {"cpus": 1}, hosts)
+    assert {t["name"]: t["cpuset"] for t in plan} == {"companyA": "1", "companyB": "0"}
+
+
+def test_a_changed_core_count_moves_only_that_tenant():
+    hosts = {"h": {"tenancy_cpus": 8, "tenancy_cpusets_in_use": {"companyA": "0-1", "companyB": "2-3"}}}
+    plan = tenancy_plan([A, {**B, "cpus": 3}], {"cpus": 2}, hosts)
+    assert {t["name"]: t["cpuset"] for t in plan} == {"companyA": "0-1", "companyB": "2-4"}
+
+
+def test_absent_tenants_take_no_cores_or_gpu():
+    plan = tenancy_plan([{**A, "state": "absent"}, B], {"cpus": 1}, cpu_hosts(2))
+    assert {t["name"]: t["cpuset"] for t in plan} == {"companyA": None, "companyB": "0"}
 
 
 def test_more_tenants_than_cores_wrap_around():
