@@ -145,6 +145,8 @@ def test_rotation_fails_no_request(docker_client, tenants, inventory_copy):
         session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
         while not stop.is_set():
             results.append(chat(30001, key(inventory_copy, "companyA"), session))
+            # 4 clients at about 2 requests/s each stay under the demo's rpm_limit of 600.
+            time.sleep(0.5)
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
