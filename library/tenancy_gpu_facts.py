@@ -1,0 +1,132 @@
+#!/usr/bin/python
+"""GPU facts from NVML (nvidia-ml-py), for the planner.
+
+The collection logic is a plain function over an NVML-like object, so unit tests run it
+on recorded answers (tests/unit/fake_nvml.py) and a GPU host runs it on pynvml itself.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: tenancy_gpu_facts
+short_description: Read the host's NVIDIA GPUs through NVML
+version_added: "0.1.0"
+description:
+  - Reads every GPU with pynvml (the nvidia-ml-py package) - index, UUID, name, total and
+    used memory, MIG mode (current and pending) and MIG devices - plus the driver and
+    CUDA versions.
+  - With no GPU, no driver or no pynvml, the facts say so (C(available=false) and a
+    C(reason)); the module never fails for that.
+  - Read-only; supports check mode.
+options: {}
+requirements:
+  - nvidia-ml-py (pynvml) on the managed host
+author: tenancy maintainers
+"""
+
+EXAMPLES = r"""
+- name: Read the GPUs
+  tenancy_gpu_facts:
+
+- name: Show them
+  ansible.builtin.debug:
+    var: ansible_facts.tenancy_gpu_facts
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: C(tenancy_gpu_facts) with available, reason, driver_version, cuda_version and gpus.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402  (the docs blocks come first by convention)
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _mig_devices(nvml, handle):
+    devices = []
+    for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError:
+            continue  # an empty slot
+        memory = nvml.nvmlDeviceGetMemoryInfo(mig)
+        devices.append(
+            {
+                "index": slot,
+                "uuid": _text(nvml.nvmlDeviceGetUUID(mig)),
+                "name": _text(nvml.nvmlDeviceGetName(mig)),
+                "memory_total": int(memory.total),
+                "memory_used": int(memory.used),
+            }
+        )
+    return devices
+
+
+def collect(nvml):
+    """Facts from an initialised NVML-like object (pynvml, or a recorded fake)."""
+    cuda = nvml.nvmlSystemGetCudaDriverVersion()
+    facts = {
+        "available": True,
+        "reason": "",
+        "driver_version": _text(nvml.nvmlSystemGetDriverVersion()),
+        "cuda_version": f"{cuda // 1000}.{cuda % 1000 // 10}",
+        "gpus": [],
+    }
+    for index in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+        try:
+            current, pending = nvml.nvmlDeviceGetMigMode(handle)
+            mig_capable = True
+        except nvml.NVMLError:
+            current = pending = 0
+            mig_capable = False
+        facts["gpus"].append(
+            {
+                "index": index,
+                "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
+                "name": _text(nvml.nvmlDeviceGetName(handle)),
+                "memory_total": int(memory.total),
+                "memory_used": int(memory.used),
+                "mig_capable": mig_capable,
+                "mig_current": bool(current),
+                "mig_pending": bool(pending),
+                "mig_devices": _mig_devices(nvml, handle) if current else [],
+            }
+        )
+    return facts
+
+
+def unavailable(reason):
+    return {"available": False, "reason": reason, "driver_version": None, "cuda_version": None, "gpus": []}
+
+
+def gather(nvml=None):
+    """Facts for this host; never raises for a missing GPU, driver or library."""
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return unavailable("pynvml (nvidia-ml-py) is not installed")
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        return unavailable(f"NVML did not start: {exc}")
+    try:
+        return collect(nvml)
+    finally:
+        nvml.nvmlShutdown()
+
+
+def main():
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module.exit_json(changed=False, ansible_facts={"tenancy_gpu_facts": gather()})
+
+
+if __name__ == "__main__":
+    main()

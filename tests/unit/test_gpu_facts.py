@@ -1,0 +1,63 @@
+"""GPU facts on recorded NVML answers (a fake NVML layer; no GPU needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from fake_nvml import FakeNVML
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "library"))
+from tenancy_gpu_facts import gather
+
+
+def test_a100_without_mig():
+    facts = gather(FakeNVML("a100_80gb"))
+    assert facts["available"] is True
+    assert (facts["driver_version"], facts["cuda_version"]) == ("535.261.03", "12.2")
+    (gpu,) = facts["gpus"]
+    assert gpu["name"] == "NVIDIA A100-SXM4-80GB"
+    assert gpu["memory_total"] == 80 * 1024**3
+    assert (gpu["mig_capable"], gpu["mig_current"], gpu["mig_pending"], gpu["mig_devices"]) == (True, False, False, [])
+
+
+def test_a100_with_seven_1g_10gb():
+    (gpu,) = gather(FakeNVML("a100_80gb_mig_7x1g"))["gpus"]
+    assert gpu["mig_current"] is True
+    assert [d["index"] for d in gpu["mig_devices"]] == list(range(7))
+    assert all(d["name"].endswith("MIG 1g.10gb") and d["uuid"].startswith("MIG-") for d in gpu["mig_devices"])
+
+
+def test_h100():
+    facts = gather(FakeNVML("h100_80gb"))
+    assert facts["cuda_version"] == "12.4"
+    assert facts["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_no_driver_is_a_fact_not_a_failure():
+    facts = gather(FakeNVML("no_driver"))
+    assert facts["available"] is False
+    assert "NVML did not start" in facts["reason"]
+    assert facts["gpus"] == []
+
+
+def test_nvml_is_shut_down_after_reading():
+    nvml = FakeNVML("h100_80gb")
+    gather(nvml)
+    assert nvml.started is False
+
+
+@pytest.mark.parametrize("fixture", ["a100_80gb", "a100_80gb_mig_7x1g", "h100_80gb"])
+def test_facts_feed_the_planner(fixture, tmp_path):
+    """The tenancy_gpus shape that playbooks/tasks/plan.yml builds from these facts plans."""
+    from tenancy_plan import tenancy_plan
+
+    gpus = [
+        {"index": g["index"], "name": g["name"], "memory": g["memory_total"], "mig": g["mig_capable"]}
+        for g in gather(FakeNVML(fixture))["gpus"]
+    ]
+    plan = tenancy_plan(
+        [{"name": "a", "port": 30001, "gpu_memory": "20G"}], {}, {"h": {"tenancy_gpus": gpus}}, None, str(tmp_path)
+    )
+    assert plan[0]["gpu"] == 0 and plan[0]["gpu_memory_utilization"] == 0.25
