@@ -38,7 +38,7 @@ description:
   - Any error raises C(AnsibleFilterError) naming the tenant, the field and the
     value, so a playbook fails before a host changes.
   - Sizes accept C(10G), C(10GiB), C(10240M) and plain bytes; G means GiB (1024^3).
-positional: _input, defaults, hosts, overrides
+positional: _input, defaults, hosts, overrides, models_dir, allow_unplaced
 options:
   _input:
     description:
@@ -56,6 +56,16 @@ options:
         cut, or a benchmark that needs a higher rpm_limit).
     type: dict
     default: {}
+  models_dir:
+    description: Directory (on the controller) where local models' config.json is read for sizing.
+    type: str
+    default: /var/lib/tenancy/models
+  allow_unplaced:
+    description:
+      - When false, a tenant that fits no GPU fails the plan. When true, it is returned with
+        state C(unplaced) and its reason, and the rest of the plan is deployed.
+    type: bool
+    default: false
   hosts:
     description:
       - The inventory hosts that run tenants, with their facts. A mapping of host
