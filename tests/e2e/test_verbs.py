@@ -196,6 +196,7 @@ def test_list_shows_state_without_keys(inventory_copy, tmp_path):
         assert row["engine"]["health"] == "healthy" and row["gateway"]["health"] == "healthy"
         assert isinstance(row["requests_served"], int) and row["requests_served"] >= 1
         assert row["volume"]["exists"] and row["volume"]["encrypted"] is False
+        assert isinstance(row["volume"]["used_bytes"], int)
     table = verb(inventory_copy, "tenants-list.yml")
     assert table.returncode == 0
     assert "NOT ENCRYPTED" in table.stdout and "companyA" in table.stdout
