@@ -40,7 +40,9 @@ ansible_facts:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402  (the docs blocks come first by convention)
+import re  # noqa: E402  (Ansible's convention: the doc blocks come first)
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402  (same)
 
 
 def _text(value):
@@ -67,7 +69,30 @@ def _mig_devices(nvml, handle):
     return devices
 
 
-def collect(nvml):
+def container_of(pid, proc="/proc"):
+    """The Docker container id a process runs in (from its cgroup), or None."""
+    try:
+        with open(f"{proc}/{pid}/cgroup") as cgroup:
+            text = cgroup.read()
+    except OSError:
+        return None
+    match = re.search(r"(?:docker[-/])([0-9a-f]{64})", text)
+    return match.group(1) if match else None
+
+
+def _processes(nvml, handle, proc):
+    """Compute processes on a GPU (or MIG device) with the memory each one uses."""
+    try:
+        running = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except nvml.NVMLError:
+        return []
+    return [
+        {"pid": int(p.pid), "used_memory": int(p.usedGpuMemory or 0), "container_id": container_of(p.pid, proc)}
+        for p in running
+    ]
+
+
+def collect(nvml, proc="/proc"):
     """Facts from an initialised NVML-like object (pynvml, or a recorded fake)."""
     cuda = nvml.nvmlSystemGetCudaDriverVersion()
     facts = {
@@ -97,6 +122,7 @@ def collect(nvml):
                 "mig_current": bool(current),
                 "mig_pending": bool(pending),
                 "mig_devices": _mig_devices(nvml, handle) if current else [],
+                "processes": _processes(nvml, handle, proc),
             }
         )
     return facts
@@ -106,7 +132,7 @@ def unavailable(reason):
     return {"available": False, "reason": reason, "driver_version": None, "cuda_version": None, "gpus": []}
 
 
-def gather(nvml=None):
+def gather(nvml=None, proc="/proc"):
     """Facts for this host; never raises for a missing GPU, driver or library."""
     if nvml is None:
         try:
@@ -118,7 +144,7 @@ def gather(nvml=None):
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return unavailable(f"NVML did not start: {exc}")
     try:
-        return collect(nvml)
+        return collect(nvml, proc)
     finally:
         nvml.nvmlShutdown()
 

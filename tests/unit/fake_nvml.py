@@ -24,6 +24,12 @@ class Memory:
     used: int
 
 
+@dataclass
+class Process:
+    pid: int
+    usedGpuMemory: int
+
+
 class FakeNVML:
     NVMLError = NVMLError
 
@@ -64,6 +70,9 @@ class FakeNVML:
         if handle.get("mig_mode") is None:
             raise NVMLError("Not Supported")
         return handle["mig_mode"]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: dict) -> list[Process]:
+        return [Process(p["pid"], p["used"]) for p in handle.get("processes", [])]
 
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: dict) -> int:
         return handle.get("max_mig_devices", 0)

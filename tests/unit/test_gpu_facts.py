@@ -61,3 +61,18 @@ def test_facts_feed_the_planner(fixture, tmp_path):
         [{"name": "a", "port": 30001, "gpu_memory": "20G"}], {}, {"h": {"tenancy_gpus": gpus}}, None, str(tmp_path)
     )
     assert plan[0]["gpu"] == 0 and plan[0]["gpu_memory_utilization"] == 0.25
+
+
+def test_processes_are_mapped_to_their_containers(tmp_path):
+    container = "a" * 64
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "cgroup").write_text(
+        f"12:memory:/docker/{container}\n0::/system.slice/docker-{container}.scope\n"
+    )
+    (tmp_path / "4343").mkdir()
+    (tmp_path / "4343" / "cgroup").write_text("0::/user.slice/session-1.scope\n")
+    (gpu,) = gather(FakeNVML("a100_80gb"), proc=str(tmp_path))["gpus"]
+    assert gpu["processes"] == [
+        {"pid": 4242, "used_memory": 20 * 1024**3, "container_id": container},
+        {"pid": 4343, "used_memory": 1024**3, "container_id": None},
+    ]
