@@ -7,9 +7,12 @@ import re
 import subprocess
 from pathlib import Path
 
+import yaml
 from tenancy_inventory import ROOT, ansible_bin
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+# The tenant role's defaults: host paths the tests expect (data directories, uids).
+TENANT_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
 
 
 def run_site(*extra: str) -> subprocess.CompletedProcess[str]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
 
 import openai
 import pytest
 import requests
-from helpers import recap_changed, run_site
+from helpers import TENANT_DEFAULTS, recap_changed, run_site
 from isolation import can_connect, engine_address, reachable_peers
 from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file
 
@@ -203,7 +204,19 @@ def test_engine_mounts_only_models_and_its_volume(docker_client, tenants, name):
     mounts = {m["Destination"]: m for m in docker_client.containers.get(tenant["names"]["engine"]).attrs["Mounts"]}
     assert set(mounts) == {"/models", "/data"}
     assert mounts["/models"]["RW"] is False
-    assert mounts["/data"]["Name"] == tenant["names"]["volume"]
+    data = mounts["/data"]
+    assert data["Type"] == "bind" and data["RW"] is True
+    assert data["Source"] == f"{TENANT_DEFAULTS['tenant_data_dir']}/{name}"
+    info = os.stat(data["Source"])
+    assert stat.S_IMODE(info.st_mode) == 0o700, "a tenant's data directory must be private"
+    assert f"{info.st_uid}:{info.st_gid}" == TENANT_DEFAULTS["tenant_engine_user"]
+
+
+def test_unencrypted_volumes_are_announced(first_converge):
+    """inventory/local runs without dm-crypt; every run must say so loudly."""
+    said = " ".join(first_converge.stdout.split())
+    assert "tenant_volume_encryption is false" in said
+    assert "stored UNENCRYPTED" in said
 
 
 @pytest.mark.parametrize("name", TENANTS)
@@ -216,7 +229,6 @@ def test_every_docker_object_is_labelled(docker_client, tenants, name):
         docker_client.containers.get(names["gateway"]).labels,
         docker_client.networks.get(names["network"]).attrs["Labels"],
         docker_client.networks.get(names["edge_network"]).attrs["Labels"],
-        docker_client.volumes.get(names["volume"]).attrs["Labels"],
     ]
     for labels in objects:
         assert label.items() <= (labels or {}).items()

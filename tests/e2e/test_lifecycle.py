@@ -8,7 +8,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import run_site
+from helpers import TENANT_DEFAULTS, run_site
 
 DEMO = [
     {"name": "companyA", "port": 30001, "served_model_name": "tiny-chat"},
@@ -54,6 +54,22 @@ def test_unknown_field_fails_before_any_change(docker_client, tenants):
     assert start_times(docker_client, tenants) == before
 
 
+@pytest.mark.skipif(
+    Path("/sys/module/dm_mod").exists(), reason="this kernel has device-mapper; the refusal cannot be shown here"
+)
+def test_encryption_without_dm_crypt_fails_before_any_change(docker_client, tenants):
+    """On a kernel without device-mapper (CI), asking for encrypted volumes stops the run
+    in preflight, naming what is missing, and never falls back to plain volumes."""
+    before = start_times(docker_client, tenants)
+    result = run_site("-e", "tenant_volume_encryption=true")
+    assert result.returncode != 0
+    said = " ".join(result.stdout.split())
+    assert "tenant_volume_encryption is true, but this kernel lacks device-mapper (dm_mod)" in said
+    assert "Nothing was changed" in said
+    assert "TASK [images" not in result.stdout, "a host task ran although preflight failed"
+    assert start_times(docker_client, tenants) == before
+
+
 def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client, tenants, inventory):
     before = start_times(docker_client, tenants)
     broken = {"name": "companyC", "port": 30003, "model": "no-such-model"}
@@ -72,10 +88,10 @@ def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client,
         (docker_client.containers, "tenancy-companyC-gateway"),
         (docker_client.networks, "tenancy-companyC"),
         (docker_client.networks, "tenancy-companyC-edge"),
-        (docker_client.volumes, "tenancy-companyC-data"),
     ):
         with pytest.raises(docker.errors.NotFound):
             kind.get(name)
     assert not Path("/etc/tenancy/companyC").exists()
+    assert not Path(TENANT_DEFAULTS["tenant_data_dir"], "companyC").exists()
     assert not (inventory / "credentials" / "companyC.api_key").exists()
     assert start_times(docker_client, tenants) == before
