@@ -49,6 +49,14 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _optional(nvml, call, handle):
+    """An NVML answer that older drivers may not give: None instead of an error."""
+    try:
+        return int(call(handle))
+    except nvml.NVMLError:
+        return None
+
+
 def _mig_devices(nvml, handle):
     devices = []
     for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
@@ -64,6 +72,10 @@ def _mig_devices(nvml, handle):
                 "name": _text(nvml.nvmlDeviceGetName(mig)),
                 "memory_total": int(memory.total),
                 "memory_used": int(memory.used),
+                # The GPU/compute instance ids tie a MIG device to `nvidia-smi mig -lgi`
+                # (the nvidia_mig role maps each tenant's planned instance to its UUID).
+                "gpu_instance_id": _optional(nvml, nvml.nvmlDeviceGetGpuInstanceId, mig),
+                "compute_instance_id": _optional(nvml, nvml.nvmlDeviceGetComputeInstanceId, mig),
             }
         )
     return devices

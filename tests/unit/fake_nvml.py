@@ -77,6 +77,16 @@ class FakeNVML:
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: dict) -> int:
         return handle.get("max_mig_devices", 0)
 
+    def nvmlDeviceGetGpuInstanceId(self, handle: dict) -> int:
+        if "gpu_instance_id" not in handle:
+            raise NVMLError("Not Supported")
+        return handle["gpu_instance_id"]
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: dict) -> int:
+        if "compute_instance_id" not in handle:
+            raise NVMLError("Not Supported")
+        return handle["compute_instance_id"]
+
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: dict, index: int) -> dict:
         devices = {d["slot"]: d for d in handle.get("mig_devices", [])}
         if index not in devices:

@@ -13,7 +13,14 @@ FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 
 
 def test_every_plugin_file_is_a_filter():
-    assert FILTERS == ["tenancy_mig", "tenancy_plan", "tenancy_plan_table", "tenancy_sizing"]
+    assert FILTERS == [
+        "tenancy_mig",
+        "tenancy_mig_state",
+        "tenancy_nvidia_driver",
+        "tenancy_plan",
+        "tenancy_plan_table",
+        "tenancy_sizing",
+    ]
 
 
 @pytest.mark.parametrize("name", FILTERS)
