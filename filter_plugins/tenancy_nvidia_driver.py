@@ -124,10 +124,11 @@ def tenancy_nvidia_driver(
         )
     if flavor == "open":
         driver = "nvidia-open-kernel-dkms"
-        packages = ["dkms", headers, driver + pin, "nvidia-driver" + pin, "firmware-misc-nonfree", "nvidia-smi"]
+        kernel_module = [driver + pin, "nvidia-driver" + pin]
     else:
         driver = "nvidia-driver"
-        packages = ["dkms", headers, "nvidia-kernel-dkms", driver + pin, "firmware-misc-nonfree", "nvidia-smi"]
+        kernel_module = ["nvidia-kernel-dkms", driver + pin]
+    packages = ["dkms", headers, *kernel_module, "firmware-misc-nonfree", "nvidia-smi", "nvidia-persistenced"]
     return {"packages": packages, "components": ["contrib", "non-free", "non-free-firmware"], "driver_package": driver}
 
 
