@@ -12,7 +12,7 @@ INVENTORY ?= inventory/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker demo deploy smoke plan lint unit e2e test bench loadtest
+.PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,8 +27,8 @@ $(BIN)/ansible-playbook: requirements.txt
 
 venv: $(BIN)/ansible-playbook ## Create the virtualenv with the pinned tools
 
-docker: ## Install and start a Docker engine when none answers
-	@bash scripts/ensure-docker.sh
+docker: venv ## Install and start the Docker engine with the docker role (playbooks/host.yml --tags docker)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/host.yml --tags docker
 
 deploy: venv docker ## Build images, generate the tiny model, converge the tenants (site.yml)
 	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml
@@ -46,16 +46,28 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --offline
-	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml playbooks/tenant-add.yml \
+	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml playbooks/host.yml playbooks/tenant-add.yml \
 	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml
 
 unit: venv ## Unit tests of the planner filter
 	$(BIN)/pytest -q tests/unit
 
+volume: venv ## The tenant role's LUKS header, key, rotation and erase tasks on loop devices
+	$(BIN)/pytest -v tests/volume
+
+volume-vm: venv ## LUKS volumes on a real kernel: Molecule scenario in a qemu VM (roles/tenant/molecule/volume_vm)
+	cd roles/tenant && molecule test -s volume_vm
+
+# After e2e in `make test`: the Docker-in-Docker instances are built from the local base
+# image that the demo deploy builds.
+molecule: venv docker ## Molecule scenarios of the host roles (docker: Docker-in-Docker; toolkit: repo only)
+	cd roles/docker && molecule test
+	cd roles/nvidia_container_toolkit && molecule test -s repo_only
+
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e
 
-test: lint unit e2e ## Everything CI runs
+test: lint unit volume e2e molecule volume-vm ## Everything CI runs
 
 SCENARIO ?= qps
 loadtest: venv ## Run a Locust scenario against the deployed tenants (SCENARIO=qps)

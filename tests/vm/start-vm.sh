@@ -17,7 +17,7 @@ qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$run/root.qcow2"
 truncate -s 256M "$run/vdb.img"
 
 accel=tcg
-cpu=max
+cpu=${TENANCY_VM_CPU:-max}
 if [ "${TENANCY_VM_KVM:-no}" = yes ]; then
   accel=kvm
   cpu=host

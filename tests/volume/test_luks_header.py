@@ -42,7 +42,9 @@ def keyslots(device: str) -> int:
 
 
 def loop_of(path: Path) -> str:
-    return sh("losetup", "--list", "--noheadings", "--output", "NAME", "--associated", str(path)).stdout.decode().strip()
+    return (
+        sh("losetup", "--list", "--noheadings", "--output", "NAME", "--associated", str(path)).stdout.decode().strip()
+    )
 
 
 class Volume:
@@ -170,8 +172,21 @@ def test_an_interrupted_rotation_is_finished_by_the_next_run(file_volume: Volume
     pending = Path(f"{file_volume.keyfile}.new")
     pending.write_text("n" * 64)
     pending.chmod(0o400)
-    assert sh("cryptsetup", "luksAddKey", "--pbkdf-force-iterations", "4", "--pbkdf-memory", "32768",
-              "--key-file", str(file_volume.keyfile), device, str(pending)).returncode == 0
+    assert (
+        sh(
+            "cryptsetup",
+            "luksAddKey",
+            "--pbkdf-force-iterations",
+            "4",
+            "--pbkdf-memory",
+            "32768",
+            "--key-file",
+            str(file_volume.keyfile),
+            device,
+            str(pending),
+        ).returncode
+        == 0
+    )
     old_key = tmp_path / "old.key"
     shutil.copy(file_volume.keyfile, old_key)
 
@@ -211,17 +226,23 @@ def test_erase_of_a_file_backed_volume_detaches_and_deletes_it(file_volume: Volu
 
 def test_vault_passphrases_format_and_rotate_without_showing(tmp_path: Path, given_device: str):
     old, new = "old-passphrase-" + "o" * 24, "new-passphrase-" + "n" * 24
-    volume = Volume(tmp_path, "ci-luks-vault", device=given_device,
-                    vault={"tenant_volume_passphrases": {"ci-luks-vault": old}})
+    volume = Volume(
+        tmp_path, "ci-luks-vault", device=given_device, vault={"tenant_volume_passphrases": {"ci-luks-vault": old}}
+    )
     try:
         formatted = ok(volume.run("format"))
         assert not volume.keyfile.exists(), "vault volumes have no keyfile on the host"
         assert sh("cryptsetup", "open", "--test-passphrase", given_device, stdin=old.encode()).returncode == 0
 
-        rotating = Volume(tmp_path, "ci-luks-vault", device=given_device, vault={
-            "tenant_volume_passphrases": {"ci-luks-vault": new},
-            "tenant_volume_old_passphrases": {"ci-luks-vault": old},
-        })
+        rotating = Volume(
+            tmp_path,
+            "ci-luks-vault",
+            device=given_device,
+            vault={
+                "tenant_volume_passphrases": {"ci-luks-vault": new},
+                "tenant_volume_old_passphrases": {"ci-luks-vault": old},
+            },
+        )
         rotated = ok(rotating.run("rotate"))
         assert sh("cryptsetup", "open", "--test-passphrase", given_device, stdin=new.encode()).returncode == 0
         assert sh("cryptsetup", "open", "--test-passphrase", given_device, stdin=old.encode()).returncode != 0

@@ -1,0 +1,98 @@
+"""The tenants' LUKS2 volumes inside the VM (testinfra, ansible backend).
+
+verify runs twice: after converge (three open volumes) and after side_effect (reboot,
+rotation of alpha's key, removal of beta and gamma). /root/evidence/phase tells which.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+DATA = "/var/lib/tenancy/data"
+EVIDENCE = "/root/evidence"
+DEVICES = {
+    "alpha": "/var/lib/tenancy/volumes/alpha.img",
+    "beta": "/dev/vdb",
+    "gamma": "/var/lib/tenancy/volumes/gamma.img",
+}
+
+
+def after_side_effect(host) -> bool:
+    return host.file(f"{EVIDENCE}/phase").exists
+
+
+def live_tenants(host) -> list[str]:
+    return ["alpha"] if after_side_effect(host) else ["alpha", "beta", "gamma"]
+
+
+def opens(host, device: str, keyfile: str) -> bool:
+    return host.run(f"cryptsetup open --test-passphrase --key-file {keyfile} {device}").rc == 0
+
+
+def test_the_kernel_has_dm_crypt(host):
+    assert host.file("/sys/module/dm_crypt").exists
+
+
+def test_each_live_volume_is_an_active_luks2_mapping_with_ext4_mounted(host):
+    for name in live_tenants(host):
+        status = host.run(f"cryptsetup status tenancy-{name}-data")
+        assert status.rc == 0 and "is active and is in use" in status.stdout, status.stdout
+        assert "type:    LUKS2" in status.stdout and "cipher:  aes-xts-plain64" in status.stdout
+        mount = host.mount_point(f"{DATA}/{name}")
+        assert mount.exists and mount.filesystem == "ext4"
+        assert mount.device == f"/dev/mapper/tenancy-{name}-data"
+        root = host.file(f"{DATA}/{name}")
+        assert (root.uid, root.gid, root.mode) == (1000, 1000, 0o700)
+
+
+def test_each_live_volume_takes_a_write(host):
+    for name in live_tenants(host):
+        wrote = host.run(f"sh -c 'echo probe-{name} > {DATA}/{name}/probe && sync && cat {DATA}/{name}/probe'")
+        assert wrote.rc == 0 and wrote.stdout.strip() == f"probe-{name}"
+
+
+def test_each_live_key_is_root_only_and_in_crypttab(host):
+    crypttab = host.file("/etc/crypttab").content_string
+    for name in live_tenants(host):
+        key = host.file(f"/etc/tenancy/{name}/volume/luks.key")
+        assert (key.uid, key.mode) == (0, 0o400)
+        assert host.file(f"/etc/tenancy/{name}/volume").mode == 0o700
+        assert f"tenancy-{name}-data {DEVICES[name]} /etc/tenancy/{name}/volume/luks.key luks,nofail" in crypttab
+        assert opens(host, DEVICES[name], key.path)
+
+
+def test_reboot_reopened_alpha_from_crypttab(host):
+    if not after_side_effect(host):
+        pytest.skip("no reboot before the first verify")
+    boot_before = host.file(f"{EVIDENCE}/boot_id.before").content_string.strip()
+    assert host.file("/proc/sys/kernel/random/boot_id").content_string.strip() != boot_before, "the VM did not reboot"
+    seen = host.file(f"{EVIDENCE}/after_reboot.txt").content_string
+    assert "is active and is in use" in seen, seen
+    assert "/dev/mapper/tenancy-alpha-data ext4" in seen, seen
+
+
+def test_rotation_kept_the_data_and_the_mount_and_retired_the_old_key(host):
+    if not after_side_effect(host):
+        pytest.skip("no rotation before the first verify")
+    assert host.run(f"sha256sum --check --status {EVIDENCE}/payload.sha256").rc == 0, "data changed"
+    before = host.file(f"{EVIDENCE}/mount.before_rotation").content_string
+    assert before and before == host.file(f"{EVIDENCE}/mount.after_rotation").content_string, "remounted"
+    assert not opens(host, DEVICES["alpha"], f"{EVIDENCE}/alpha.key"), "the old key still opens alpha"
+    assert opens(host, DEVICES["alpha"], "/etc/tenancy/alpha/volume/luks.key")
+    assert not host.file("/etc/tenancy/alpha/volume/luks.key.new").exists
+
+
+def test_removed_volumes_are_crypto_erased(host):
+    if not after_side_effect(host):
+        pytest.skip("nothing removed before the first verify")
+    assert not opens(host, "/dev/vdb", f"{EVIDENCE}/beta.key"), "beta's old key still opens its device"
+    assert host.run("cryptsetup isLuks /dev/vdb").rc != 0, "a LUKS header survived on beta's device"
+    assert not host.file(DEVICES["gamma"]).exists
+    assert "gamma.img" not in host.run("losetup --list").stdout
+    crypttab = host.file("/etc/crypttab").content_string
+    fstab = host.file("/etc/fstab").content_string
+    for name in ("beta", "gamma"):
+        assert f"tenancy-{name}-data" not in crypttab and f"tenancy-{name}-data" not in fstab
+        assert host.run(f"cryptsetup status tenancy-{name}-data").rc != 0
+        assert not host.file(f"/etc/tenancy/{name}/volume").exists
+        assert not host.file(f"{DATA}/{name}").exists
