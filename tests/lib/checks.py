@@ -1,0 +1,175 @@
+"""The checks of the infra suite as plain functions: each takes what was observed
+(`docker inspect` JSON, a file mode, a text) and what the plan expects, and returns the
+problems it found (empty: the check holds). tests/infra/ asserts on them, and
+tests/infra/plant_breaks.py proves each one reports a planted break."""
+
+from __future__ import annotations
+
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd")
+
+
+def expected_mounts(tenant: dict, role: str, defaults: dict) -> dict[str, tuple[str, bool]]:
+    """Destination -> (host source, read-only) of everything a tenant's container may mount."""
+    if role == "engine":
+        return {
+            "/models": (defaults["tenant_models_dir"], True),
+            "/data": (f"{defaults['tenant_data_dir']}/{tenant['name']}", False),
+        }
+    return {"/usr/local/etc/haproxy": (f"{tenant['names']['config_dir']}/gateway", True)}
+
+
+# --- hardening -------------------------------------------------------------------------
+
+
+def non_root(attrs: dict) -> list[str]:
+    user = attrs["Config"]["User"]
+    return [] if user.split(":")[0] not in ("", "0", "root") else [f"runs as root (User {user!r})"]
+
+
+def read_only_rootfs(attrs: dict) -> list[str]:
+    return [] if attrs["HostConfig"]["ReadonlyRootfs"] else ["root filesystem is writable"]
+
+
+def cap_drop_all(attrs: dict) -> list[str]:
+    host = attrs["HostConfig"]
+    problems = [] if host["CapDrop"] == ["ALL"] else [f"CapDrop is {host['CapDrop']}, not [ALL]"]
+    if host.get("CapAdd"):
+        problems.append(f"CapAdd {host['CapAdd']}")
+    if host.get("Privileged"):
+        problems.append("privileged")
+    return problems
+
+
+def no_new_privileges(attrs: dict) -> list[str]:
+    options = attrs["HostConfig"]["SecurityOpt"] or []
+    return [] if any(o.startswith("no-new-privileges") for o in options) else [f"SecurityOpt {options}"]
+
+
+def no_docker_socket(attrs: dict) -> list[str]:
+    return [
+        f"mounts {m.get('Source')}"
+        for m in attrs["Mounts"]
+        if any(m.get("Source", "").startswith(s) for s in DOCKER_SOCKETS) or "docker.sock" in m.get("Source", "")
+    ]
+
+
+def only_expected_mounts(attrs: dict, expected: dict[str, tuple[str, bool]]) -> list[str]:
+    """No host path beyond the expected ones; read-only where expected. tmpfs is fine."""
+    problems = []
+    for mount in attrs["Mounts"]:
+        if mount["Type"] == "tmpfs":
+            continue
+        want = expected.get(mount["Destination"])
+        if want is None or mount.get("Source") != want[0]:
+            problems.append(f"unexpected mount {mount.get('Source')} -> {mount['Destination']}")
+        elif want[1] and mount.get("RW"):
+            problems.append(f"{mount['Destination']} is writable, must be read-only")
+    return problems
+
+
+def limits_set(attrs: dict) -> list[str]:
+    host = attrs["HostConfig"]
+    problems = [] if host["Memory"] and host["Memory"] > 0 else ["no memory limit"]
+    if not host["PidsLimit"] or host["PidsLimit"] <= 0:
+        problems.append("no pids limit")
+    return problems
+
+
+HARDENING = {
+    "non_root": non_root,
+    "read_only_rootfs": read_only_rootfs,
+    "cap_drop_all": cap_drop_all,
+    "no_new_privileges": no_new_privileges,
+    "no_docker_socket": no_docker_socket,
+    "limits_set": limits_set,
+}
+
+
+# --- network -------------------------------------------------------------------------
+
+
+def engine_network(attrs: dict, tenant: dict, internal: bool) -> list[str]:
+    """The engine joins only its tenant's network, which is internal, and publishes nothing."""
+    problems = []
+    networks = sorted(attrs["NetworkSettings"]["Networks"])
+    if networks != [tenant["names"]["network"]]:
+        problems.append(f"engine networks {networks}, want only {tenant['names']['network']}")
+    if not internal:
+        problems.append(f"network {tenant['names']['network']} is not internal")
+    if attrs["HostConfig"]["PortBindings"]:
+        problems.append(f"engine publishes {attrs['HostConfig']['PortBindings']}")
+    return problems
+
+
+def gateway_network(attrs: dict, tenant: dict) -> list[str]:
+    """The gateway joins its tenant's two networks and publishes exactly the tenant's port."""
+    problems = []
+    want = {"8080/tcp": [{"HostIp": tenant["bind_address"], "HostPort": str(tenant["port"])}]}
+    if attrs["HostConfig"]["PortBindings"] != want:
+        problems.append(f"gateway publishes {attrs['HostConfig']['PortBindings']}, want {want}")
+    networks = sorted(attrs["NetworkSettings"]["Networks"])
+    if networks != sorted([tenant["names"]["network"], tenant["names"]["edge_network"]]):
+        problems.append(f"gateway networks {networks}")
+    return problems
+
+
+def foreign_data_mounts(attrs: dict, tenant: dict, data_dir: str) -> list[str]:
+    """Mounts of any data directory other than the tenant's own."""
+    own = f"{data_dir}/{tenant['name']}"
+    return [
+        f"mounts {m['Source']}"
+        for m in attrs["Mounts"]
+        if m.get("Source", "").startswith(data_dir + "/") and m["Source"] != own
+    ]
+
+
+# --- gateway behaviour ------------------------------------------------------------------
+
+HIDDEN_PATHS = ("/metrics", "/tokenize", "/pause", "/version", "/invocations", "/load", "/", "/v1/../tokenize")
+
+
+def exposed_paths(statuses: dict[str, int]) -> list[str]:
+    """Paths outside /v1 and /health that did not get 404."""
+    return [f"{path} -> {status}" for path, status in statuses.items() if status != 404]
+
+
+def foreign_key_accepted(status: int, source: str, target: str) -> list[str]:
+    return [] if status == 401 else [f"{source}'s key on {target} got {status}, want 401"]
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+def private_file(mode: int, path: str) -> list[str]:
+    return [] if mode & 0o777 == 0o600 else [f"{path} has mode {mode & 0o777:04o}, want 0600"]
+
+
+def leaks(secret: str, text: str, where: str) -> list[str]:
+    return [f"the key appears in {where}"] if secret and secret in text else []
+
+
+# --- volumes -----------------------------------------------------------------------------
+
+
+def private_dir(mode: int, owner: str, path: str, want_owner: str) -> list[str]:
+    problems = [] if mode & 0o777 == 0o700 else [f"{path} has mode {mode & 0o777:04o}, want 0700"]
+    if owner != want_owner:
+        problems.append(f"{path} is owned by {owner}, want {want_owner}")
+    return problems
+
+
+def volume_marking(listing: str, tenant: str, encrypted: bool) -> list[str]:
+    """tenants-list must say 'luks open' for encrypted volumes and 'NOT ENCRYPTED' otherwise."""
+    want = "luks open" if encrypted else "NOT ENCRYPTED"
+    rows = [line for line in listing.splitlines() if line.split()[:1] == [tenant]]
+    if not rows:
+        return [f"tenants-list has no row for {tenant}"]
+    return [] if rows[0].rstrip().endswith(want) else [f"tenants-list row of {tenant} does not end in {want!r}"]
+
+
+def luks_active(cryptsetup_status: str, mount_source: str, mapper: str) -> list[str]:
+    """Where encryption is on: the mapping is active and it is what is mounted."""
+    problems = [] if "is active" in cryptsetup_status else [f"{mapper} is not active"]
+    if mount_source.strip() != f"/dev/mapper/{mapper}":
+        problems.append(f"the data directory is mounted from {mount_source.strip() or 'nothing'}, not {mapper}")
+    return problems
