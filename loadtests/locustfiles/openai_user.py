@@ -2,68 +2,127 @@
 
 Each tenant of the inventory gets a user class bound to its gateway and key, so one
 Locust run loads every tenant and reports each one under its own request names.
+LOADTEST_TENANTS (comma-separated names) restricts a run to some tenants, e.g. to
+measure one tenant alone.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import struct
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from locust import HttpUser, between, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from tenancy_inventory import api_key, base_url, load_plan
+from tenancy_inventory import api_key, base_url, key_file, load_plan
 
 INVENTORY = os.environ.get("TENANCY_INVENTORY", "inventory/local")
+# The tenant role's default models directory (roles/tenant/defaults tenant_models_dir).
+MODELS_DIR = Path(os.environ.get("TENANCY_MODELS_DIR", "/var/lib/tenancy/models"))
+
+
+def present_tenants(inventory: str = INVENTORY) -> list[dict]:
+    """The plan's present tenants, limited to LOADTEST_TENANTS when that is set."""
+    wanted = {name for name in os.environ.get("LOADTEST_TENANTS", "").split(",") if name}
+    tenants = [t for t in load_plan(inventory) if t["state"] == "present"]
+    return [t for t in tenants if not wanted or t["name"] in wanted]
+
+
+def model_takes_images(tenant: dict) -> bool:
+    """A model takes images when its config.json has a vision tower (vision_config)."""
+    config = MODELS_DIR / tenant["model"] / "config.json"
+    try:
+        return "vision_config" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def tiny_png() -> str:
+    """An 8x8 red PNG as a data URL: enough for a vision model, no file needed."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 8 for _ in range(8))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 class OpenAIUser(HttpUser):
-    """Weighted OpenAI-API tasks against one tenant. Subclasses set tenant, key and model."""
+    """Weighted OpenAI-API tasks against one tenant. Subclasses set tenant, key and model.
+
+    With key_refresh_s > 0 the key is re-read from key_path at most that often, the way a
+    client picks up a rotated key (see rotation.py)."""
 
     abstract = True
     wait_time = between(0.0, 0.1)
     tenant = ""
     key = ""
+    key_path = ""
+    key_refresh_s = 0.0
     model = ""
     max_tokens = 16
 
     def on_start(self) -> None:
-        self.headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        self._key_read_at = time.monotonic()
 
-    def _post(self, kind: str, path: str, payload: dict) -> None:
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.key_refresh_s and time.monotonic() - self._key_read_at >= self.key_refresh_s:
+            self.key = Path(self.key_path).read_text().strip()
+            self._key_read_at = time.monotonic()
+        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+
+    def request_name(self, kind: str) -> str:
+        """The name requests are reported under; scenarios with phases extend it."""
+        return f"{self.tenant} {kind}"
+
+    def _post(self, kind: str, path: str, payload: dict, expect: int = 200) -> int:
         with self.client.post(
-            path, data=json.dumps(payload), headers=self.headers, name=f"{self.tenant} {kind}", catch_response=True
+            path, data=json.dumps(payload), headers=self.headers, name=self.request_name(kind), catch_response=True
         ) as response:
-            if response.status_code != 200:
-                response.failure(f"{kind}: HTTP {response.status_code}: {(response.text or '')[:200]}")
+            if response.status_code != expect:
+                response.failure(f"{kind}: expected HTTP {expect}, got {response.status_code}: {response.text[:200]}")
+            return response.status_code
+
+    def chat_payload(self, content: str = "Hello") -> dict:
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.max_tokens,
+        }
 
     @task(3)
     def completion(self) -> None:
-        self._post("completion", "/v1/completions", {"model": self.model, "prompt": "Hello", "max_tokens": 16})
+        self._post(
+            "completion", "/v1/completions", {"model": self.model, "prompt": "Hello", "max_tokens": self.max_tokens}
+        )
 
     @task(3)
     def chat(self) -> None:
-        messages = [{"role": "user", "content": "Hello"}]
-        self._post("chat", "/v1/chat/completions", {"model": self.model, "messages": messages, "max_tokens": 16})
+        self._post("chat", "/v1/chat/completions", self.chat_payload())
 
     @task(1)
     def streamed_chat(self) -> None:
         """Streamed chat; time to first token is reported as its own request type."""
-        payload = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": "Stream"}],
-            "max_tokens": 16,
-            "stream": True,
-        }
+        payload = {**self.chat_payload("Stream"), "stream": True}
         start = time.perf_counter()
         with self.client.post(
             "/v1/chat/completions",
             data=json.dumps(payload),
             headers=self.headers,
-            name=f"{self.tenant} stream",
+            name=self.request_name("stream"),
             stream=True,
             catch_response=True,
         ) as response:
@@ -82,7 +141,7 @@ class OpenAIUser(HttpUser):
                 return
             self.environment.events.request.fire(
                 request_type="TTFT",
-                name=f"{self.tenant} stream ttft",
+                name=self.request_name("stream ttft"),
                 response_time=(first_token_at - start) * 1000,
                 response_length=chunks,
                 exception=None,
@@ -90,21 +149,48 @@ class OpenAIUser(HttpUser):
             )
 
 
+class MultimodalOpenAIUser(OpenAIUser):
+    """OpenAIUser plus a chat with an image, for tenants whose model takes images."""
+
+    abstract = True
+
+    @task(1)
+    def image_chat(self) -> None:
+        content = [
+            {"type": "text", "text": "What colour is this?"},
+            {"type": "image_url", "image_url": {"url": tiny_png()}},
+        ]
+        payload = {"model": self.model, "messages": [{"role": "user", "content": content}], "max_tokens": 8}
+        self._post("image chat", "/v1/chat/completions", payload)
+
+
+def bind(base: type[OpenAIUser], tenant: dict, inventory: str = INVENTORY, **attributes: object) -> type[OpenAIUser]:
+    """A concrete subclass of `base` bound to one tenant's gateway, key and model."""
+    class_name = f"{base.__name__}_{tenant['name'].replace('-', '_')}"
+    return type(
+        class_name,
+        (base,),
+        {
+            "abstract": False,
+            "host": base_url(tenant),
+            "tenant": tenant["name"],
+            "key": api_key(inventory, tenant["name"]),
+            "key_path": str(key_file(inventory, tenant["name"])),
+            "model": tenant["served_model_name"],
+            **attributes,
+        },
+    )
+
+
 def tenant_users(inventory: str = INVENTORY) -> dict[str, type[OpenAIUser]]:
-    """One concrete user class per present tenant of the inventory."""
+    """One concrete user class per present tenant; image chat only where the model takes images."""
     users = {}
-    for tenant in load_plan(inventory):
-        if tenant["state"] != "present":
-            continue
-        class_name = "User_" + tenant["name"].replace("-", "_")
-        users[class_name] = type(
-            class_name,
-            (OpenAIUser,),
-            {
-                "host": base_url(tenant),
-                "tenant": tenant["name"],
-                "key": api_key(inventory, tenant["name"]),
-                "model": tenant["served_model_name"],
-            },
-        )
+    for tenant in present_tenants(inventory):
+        if model_takes_images(tenant):
+            base: type[OpenAIUser] = MultimodalOpenAIUser
+        else:
+            print(f"{tenant['name']}: image chat skipped, model {tenant['model']} has no vision_config")
+            base = OpenAIUser
+        user = bind(base, tenant, inventory)
+        users[user.__name__] = user
     return users

@@ -1,0 +1,124 @@
+"""Scenario `chaos`: a tenant's engine dies mid-load; Docker's restart policy brings it
+back, and the other tenant notices nothing.
+
+The engine is killed the way a crash (or the kernel's OOM killer) kills it: SIGKILL to
+its main process from the host. `docker kill -s KILL` would not do: Docker marks a
+container it was told to kill as manually stopped, and no restart policy restarts it
+(checked on Docker 20.10: exited, RestartCount 0; moby daemon/kill.go).
+
+Time to recovery: from the kill to the first 200 for a chat through the tenant's
+gateway, with the engine's health check "healthy" again.
+
+Settings and thresholds (environment variables):
+  CHAOS_TENANT           tenant whose engine dies (default: the plan's first present tenant)
+  CHAOS_KILL_AFTER_S     load before the kill (default 10)
+  CHAOS_TAIL_S           load after recovery (default 5)
+  CHAOS_MAX_RECOVERY_S   longest acceptable time to recovery (default 120; measured 50-60 s
+                         on the 2-core reference machine, see docs/benchmarks.md)
+Enforced: the other tenant got only 200s, the engine came back by restart (RestartCount
++1, not recreated) within CHAOS_MAX_RECOVERY_S. The target's own failures during the
+outage are reported, not counted against it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import ClassVar
+
+import docker
+import gevent
+import requests
+from engine import container_state
+from locust import constant_throughput, events
+from openai_user import INVENTORY, OpenAIUser, bind, present_tenants
+from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
+from tenancy_inventory import api_key, base_url
+
+TENANTS = {t["name"]: t for t in present_tenants()}
+if len(TENANTS) < 2:
+    raise SystemExit("chaos needs two present tenants")
+TARGET = TENANTS[os.environ.get("CHAOS_TENANT", next(iter(TENANTS)))]
+OTHER = TENANTS[next(n for n in TENANTS if n != TARGET["name"])]
+KILL_AFTER_S = env_float("CHAOS_KILL_AFTER_S", 10)
+TAIL_S = env_float("CHAOS_TAIL_S", 5)
+MAX_RECOVERY_S = env_float("CHAOS_MAX_RECOVERY_S", 120)
+GIVE_UP_S = max(MAX_RECOVERY_S * 2, 300)
+chaos: dict[str, float | int | str] = {}
+
+
+class ChatUser(OpenAIUser):
+    abstract = True
+    tasks: ClassVar[list] = [OpenAIUser.chat]
+
+
+# 2 users x 2 req/s per tenant: well below the demo's rpm_limit.
+Target = bind(ChatUser, TARGET, wait_time=constant_throughput(2), fixed_count=2)
+Other = bind(ChatUser, OTHER, wait_time=constant_throughput(2), fixed_count=2)
+
+
+def chat_answers(tenant: dict) -> bool:
+    payload = {"model": tenant["served_model_name"], "messages": [{"role": "user", "content": "up?"}], "max_tokens": 2}
+    headers = {"Authorization": f"Bearer {api_key(INVENTORY, tenant['name'])}"}
+    try:
+        return requests.post(f"{base_url(tenant)}/v1/chat/completions", json=payload, headers=headers, timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+def crash_and_watch(environment) -> None:
+    client = docker.from_env()
+    engine = TARGET["names"]["engine"]
+    gevent.sleep(KILL_AFTER_S)
+    attrs = client.containers.get(engine).attrs
+    chaos["restarts_before"] = attrs["RestartCount"]
+    killed_at = time.monotonic()
+    os.kill(attrs["State"]["Pid"], signal.SIGKILL)
+    print(f"chaos: SIGKILL to {engine} (pid {attrs['State']['Pid']})")
+    gevent.sleep(1)
+    while time.monotonic() - killed_at < GIVE_UP_S:
+        _status, health, restarts = container_state(engine, client)
+        if health == "healthy" and "healthy_s" not in chaos:
+            chaos["healthy_s"] = time.monotonic() - killed_at
+        if health == "healthy" and chat_answers(TARGET):
+            chaos["recovered_s"] = time.monotonic() - killed_at
+            chaos["restarts_after"] = restarts
+            break
+        gevent.sleep(0.5)
+    gevent.sleep(TAIL_S)
+    environment.runner.quit()
+
+
+@events.test_start.add_listener
+def start_chaos(environment, **_kwargs) -> None:
+    gevent.spawn(crash_and_watch, environment)
+
+
+@events.quitting.add_listener
+def enforce_thresholds(environment, **_kwargs) -> None:
+    problems = []
+    other = merged(environment.stats, f"{OTHER['name']} ")
+    target = merged(environment.stats, f"{TARGET['name']} ")
+    if other.num_requests == 0 or other.num_failures:
+        problems.append(f"other tenant {OTHER['name']}: {other.num_failures} of {other.num_requests} requests failed")
+    recovered = chaos.get("recovered_s")
+    if "restarts_before" not in chaos:
+        problems.append("the engine was never killed (run time too short?)")
+    elif recovered is None:
+        problems.append(f"{TARGET['name']} did not recover within {GIVE_UP_S:.0f} s")
+    else:
+        if float(recovered) > MAX_RECOVERY_S:
+            problems.append(f"recovery took {float(recovered):.1f} s > {MAX_RECOVERY_S:.0f} s")
+        if chaos["restarts_after"] != int(chaos["restarts_before"]) + 1:
+            problems.append(f"RestartCount {chaos['restarts_before']} -> {chaos['restarts_after']}: not one restart")
+    write_tenant_csv(environment, tenant_rows(environment.stats, [TARGET["name"], OTHER["name"]]))
+    enforce(
+        environment,
+        "chaos",
+        problems,
+        f"{TARGET['name']} engine killed; healthy again after {float(chaos.get('healthy_s', -1)):.1f} s, "
+        f"first 200 after {float(chaos.get('recovered_s', -1)):.1f} s (max {MAX_RECOVERY_S:.0f} s); "
+        f"{TARGET['name']}: {target.num_failures} of {target.num_requests} failed during the outage; "
+        f"{OTHER['name']}: {other.num_failures} of {other.num_requests} failed",
+    )

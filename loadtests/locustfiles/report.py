@@ -1,0 +1,75 @@
+"""Per-tenant numbers and threshold enforcement shared by the scenarios.
+
+Locust's own CSV (--csv) has percentiles per request name; `write_tenant_csv` adds one
+row per tenant (all its request names merged) to <csv prefix>_tenants.csv, which is
+what docs/benchmarks.md quotes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from locust.env import Environment
+from locust.stats import RequestStats, StatsEntry
+
+PERCENTILES = (0.5, 0.95, 0.99)
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
+def merged(stats: RequestStats, prefix: str, exclude_method: str = "TTFT") -> StatsEntry:
+    """All request entries whose name starts with `prefix`, as one entry."""
+    total = StatsEntry(stats, prefix, "", use_response_times_cache=False)
+    for entry in stats.entries.values():
+        if entry.name.startswith(prefix) and entry.method != exclude_method:
+            total.extend(entry)
+    return total
+
+
+def tenant_rows(stats: RequestStats, tenants: Iterable[str]) -> list[dict[str, object]]:
+    rows = []
+    for tenant in tenants:
+        entry = merged(stats, f"{tenant} ")
+        rows.append(
+            {
+                "tenant": tenant,
+                "requests": entry.num_requests,
+                "failures": entry.num_failures,
+                "rps": round(entry.total_rps, 2),
+                **{f"p{int(p * 100)}_ms": round(entry.get_response_time_percentile(p) or 0) for p in PERCENTILES},
+            }
+        )
+    return rows
+
+
+def write_tenant_csv(environment: Environment, rows: list[dict[str, object]]) -> None:
+    """Print the rows and write them beside Locust's own CSV files (when --csv is set)."""
+    for row in rows:
+        print("  ".join(f"{key}={value}" for key, value in row.items()))
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if not prefix or not rows:
+        return
+    path = Path(f"{prefix}_tenants.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"per-tenant numbers: {path}")
+
+
+def enforce(environment: Environment, scenario: str, problems: list[str], measured: str) -> None:
+    """Print what was measured; any problem sets a non-zero exit code."""
+    print(f"{scenario}: {measured}")
+    for problem in problems:
+        print(f"THRESHOLD FAILED: {scenario}: {problem}")
+    if problems:
+        environment.process_exit_code = 1
+    else:
+        environment.process_exit_code = 0
+        print(f"thresholds held: {scenario}")

@@ -1,0 +1,118 @@
+"""Scenario `rotation`: a tenant's API key is rotated under load and no request fails.
+
+Keep-alive users send chats all through `playbooks/rotate-keys.yml -e tenant=<t>`,
+re-reading the tenant's key file every ROTATION_KEY_REFRESH_S seconds, the way a client
+picks up a rotated key. Rotation is the real flow: the gateway accepts old and new key
+side by side, the key file switches atomically, and the old key goes after a drain
+(tenant_rotate_drain_seconds). The run starts the playbook after ROTATION_DELAY_S and
+stops ROTATION_TAIL_S after it finished. The inventory's key file ends up rotated.
+
+Settings and thresholds (environment variables):
+  ROTATION_TENANT          default: the plan's first present tenant
+  ROTATION_KEY_REFRESH_S   how often users re-read the key file (default 1)
+  ROTATION_DELAY_S / ROTATION_TAIL_S   load before / after the playbook (default 5 / 5)
+  ROTATION_MIN_REQUESTS    fewest requests for a meaningful run (default 20)
+Enforced: the playbook succeeded, the key changed, no request failed, and afterwards
+the old key gets 401 and the new one 200.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import gevent
+import requests
+from locust import constant_throughput, events
+from openai_user import INVENTORY, OpenAIUser, bind, present_tenants
+from report import enforce, env_float, tenant_rows, write_tenant_csv
+from tenancy_inventory import ROOT, ansible_bin, api_key, base_url
+
+TENANTS = {t["name"]: t for t in present_tenants()}
+TENANT = TENANTS[os.environ.get("ROTATION_TENANT", next(iter(TENANTS)))]
+DELAY_S = env_float("ROTATION_DELAY_S", 5)
+TAIL_S = env_float("ROTATION_TAIL_S", 5)
+MIN_REQUESTS = env_float("ROTATION_MIN_REQUESTS", 20)
+rotation: dict[str, object] = {}
+
+
+class RotatingKeyUser(OpenAIUser):
+    abstract = True
+    tasks: ClassVar[list] = [OpenAIUser.chat, OpenAIUser.completion]
+
+
+# 4 users x 2 req/s stay below the demo's rpm_limit of 600.
+Rotating = bind(
+    RotatingKeyUser,
+    TENANT,
+    wait_time=constant_throughput(2),
+    key_refresh_s=env_float("ROTATION_KEY_REFRESH_S", 1.0),
+)
+
+
+def rotate(environment) -> None:
+    gevent.sleep(DELAY_S)
+    rotation["old_key"] = api_key(INVENTORY, TENANT["name"])
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            ansible_bin("ansible-playbook"),
+            "-i",
+            INVENTORY,
+            "playbooks/rotate-keys.yml",
+            "-e",
+            f"tenant={TENANT['name']}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    rotation.update(rc=result.returncode, seconds=time.monotonic() - started, output=result.stdout[-3000:])
+    gevent.sleep(TAIL_S)
+    environment.runner.quit()
+
+
+@events.test_start.add_listener
+def start_rotation(environment, **_kwargs) -> None:
+    gevent.spawn(rotate, environment)
+
+
+def status_with(key: str) -> int:
+    return requests.get(
+        f"{base_url(TENANT)}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).status_code
+
+
+@events.quitting.add_listener
+def enforce_thresholds(environment, **_kwargs) -> None:
+    stats = environment.stats.total
+    problems = []
+    if "rc" not in rotation:
+        problems.append("the rotation did not run to its end (run time too short?)")
+    elif rotation["rc"] != 0:
+        problems.append(f"rotate-keys.yml failed (rc {rotation['rc']}):\n{rotation['output']}")
+    new_key = Path(Rotating.key_path).read_text().strip()
+    old_key = str(rotation.get("old_key", new_key))
+    if new_key == old_key:
+        problems.append("the key file still holds the old key")
+    else:
+        old_status, new_status = status_with(old_key), status_with(new_key)
+        if (old_status, new_status) != (401, 200):
+            problems.append(f"after rotation: old key -> {old_status} (want 401), new key -> {new_status} (want 200)")
+    if stats.num_requests < MIN_REQUESTS:
+        problems.append(f"only {stats.num_requests} requests (< {MIN_REQUESTS:.0f})")
+    if stats.num_failures:
+        problems.append(f"{stats.num_failures} of {stats.num_requests} requests failed during the rotation")
+    write_tenant_csv(environment, tenant_rows(environment.stats, [TENANT["name"]]))
+    enforce(
+        environment,
+        "rotation",
+        problems,
+        f"{stats.num_requests} requests to {TENANT['name']}, {stats.num_failures} failed; rotate-keys.yml took "
+        f"{float(rotation.get('seconds', 0)):.1f} s (rc {rotation.get('rc')})",
+    )

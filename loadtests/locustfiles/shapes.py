@@ -1,0 +1,102 @@
+"""Load shapes for the scenarios. Import the module (`import shapes`), not the classes:
+Locust runs the first LoadTestShape it finds among a locustfile's globals, so a
+scenario binds exactly the one it wants, e.g. `Shape = shapes.PhasedShape`.
+
+Every shape publishes the name of its current phase (`shapes.current_phase()`), so
+users can report requests per phase (noisy_neighbour compares "solo" with "noisy").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from locust import LoadTestShape, User
+
+_phase = {"name": "steady"}
+
+
+def current_phase() -> str:
+    """The phase the running shape is in ("steady" when no shape sets one)."""
+    return _phase["name"]
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """`users` users for `seconds`; `user_classes` limits which classes run (None: all)."""
+
+    name: str
+    seconds: float
+    users: int
+    user_classes: list[type[User]] | None = field(default=None)
+
+
+class PhasedShape(LoadTestShape):
+    """Runs `phases` one after the other and stops after the last. Subclasses (or a
+    scenario) set `phases`; the concrete shapes below are phase lists too."""
+
+    abstract = True
+    phases: tuple[Phase, ...] = ()
+    spawn_rate = 50.0
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]] | None] | None:
+        elapsed = self.get_run_time()
+        for phase in self.phases:
+            if elapsed < phase.seconds:
+                _phase["name"] = phase.name
+                if phase.user_classes is None:
+                    return phase.users, self.spawn_rate
+                return phase.users, self.spawn_rate, phase.user_classes
+            elapsed -= phase.seconds
+        return None
+
+
+class SteadyShape(PhasedShape):
+    """A constant SHAPE_USERS users (default 8) for SHAPE_SECONDS (default 60)."""
+
+    abstract = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phases = (Phase("steady", env_int("SHAPE_SECONDS", 60), env_int("SHAPE_USERS", 8)),)
+
+
+class StepShape(PhasedShape):
+    """SHAPE_STEPS steps (default 4) of SHAPE_STEP_USERS more users each (default 4),
+    each held SHAPE_STEP_SECONDS (default 30): where does latency bend?"""
+
+    abstract = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        users, seconds = env_int("SHAPE_STEP_USERS", 4), env_int("SHAPE_STEP_SECONDS", 30)
+        self.phases = tuple(Phase(f"step{n}", seconds, users * n) for n in range(1, env_int("SHAPE_STEPS", 4) + 1))
+
+
+class SpikeShape(PhasedShape):
+    """SHAPE_USERS users (default 4), a spike to SHAPE_SPIKE_USERS (default 32) for
+    SHAPE_SPIKE_SECONDS (default 15), then back: does the tenant recover without errors?
+    Base phases last SHAPE_SECONDS (default 30) each."""
+
+    abstract = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        base, seconds = env_int("SHAPE_USERS", 4), env_int("SHAPE_SECONDS", 30)
+        self.phases = (
+            Phase("before", seconds, base),
+            Phase("spike", env_int("SHAPE_SPIKE_SECONDS", 15), env_int("SHAPE_SPIKE_USERS", 32)),
+            Phase("after", seconds, base),
+        )
+
+
+SHAPES: dict[str, type[PhasedShape]] = {"steady": SteadyShape, "step": StepShape, "spike": SpikeShape}
+
+
+def concrete(shape: type[PhasedShape]) -> type[PhasedShape]:
+    """A runnable (non-abstract) subclass of `shape`, for a locustfile's globals."""
+    return type(shape.__name__, (shape,), {"abstract": False})
