@@ -1,0 +1,97 @@
+"""What the infra suite tests against: the inventory's plan and settings, and one
+testinfra host (ansible backend) per inventory host. TENANCY_INVENTORY picks the
+inventory (default inventory/local)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import checks
+import testinfra
+import yaml
+from docker_view import HostDocker
+from tenancy_inventory import ROOT, ansible_bin, load_plan
+
+INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
+
+
+@cache
+def plan() -> list[dict]:
+    return [t for t in load_plan(INVENTORY) if t["state"] == "present"]
+
+
+@cache
+def host_vars(host: str) -> dict:
+    """A host's inventory variables (group_vars included), as the playbooks see them."""
+    listing = subprocess.run(
+        [ansible_bin("ansible-inventory"), "-i", str(INVENTORY), "--host", host],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+    ).stdout
+    return json.loads(listing)
+
+
+def setting(host: str, name: str):
+    """A tenant-role variable for a host: the inventory's value, else the role default."""
+    return host_vars(host).get(name, ROLE_DEFAULTS[name])
+
+
+@cache
+def testinfra_host(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def tenant_ids() -> list[str]:
+    return [t["name"] for t in plan()]
+
+
+def tenant_pairs() -> list[tuple[str, str]]:
+    return [(a, b) for a in tenant_ids() for b in tenant_ids() if a != b]
+
+
+def docker_on(tenant: dict) -> HostDocker:
+    return HostDocker(testinfra_host(tenant["host"]))
+
+
+def data_dir(tenant: dict) -> str:
+    return f"{setting(tenant['host'], 'tenant_data_dir')}/{tenant['name']}"
+
+
+def playbook_output(*args: str) -> str:
+    """stdout + stderr of ansible-playbook against the inventory; fails on a non-zero exit."""
+    result = subprocess.run(
+        [ansible_bin("ansible-playbook"), "-i", str(INVENTORY), *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"ansible-playbook {' '.join(args)} failed:\n{result.stdout[-3000:]}")
+    return result.stdout + result.stderr
+
+
+def key_leaks_in_docker(docker: HostDocker, key: str) -> list[str]:
+    """Where the key shows in `docker inspect` or the logs of any tenant's container."""
+    problems = []
+    for container in docker.containers("tenancy.tenant"):
+        problems += checks.leaks(key, str(docker.container(container)), f"docker inspect {container}")
+        problems += checks.leaks(key, docker.logs(container, tail=1000), f"docker logs {container}")
+    return problems
+
+
+def luks_problems(tenant: dict) -> list[str]:
+    """Where encryption is on: the tenant's LUKS mapping is active and mounted on its data dir."""
+    host = testinfra_host(tenant["host"])
+    mapper = tenant["names"]["volume"]
+    status = host.run("cryptsetup status %s", mapper).stdout
+    source = host.run("findmnt --noheadings --output SOURCE --mountpoint %s", data_dir(tenant)).stdout
+    return checks.luks_active(status, source, mapper)

@@ -1,0 +1,341 @@
+"""Prove that every check of the infra suite catches the break it exists for.
+
+For each break: plant it, run the same check function the suite runs, expect it to
+report a problem, restore, and (for breaks planted on real objects) expect the check
+to hold again. Where possible the break is planted on a throwaway copy of a tenant's
+container (`docker create`, never started) instead of the real one.
+
+  TENANCY_INVENTORY=inventory/local python tests/infra/plant_breaks.py [NAME...]
+  (make test-infra-planted)
+
+Exits non-zero when any check missed its break or did not recover. tests/infra/README.md
+lists the breaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests" / "lib"), str(HERE.parents[1] / "scripts")]
+
+import checks  # noqa: E402 - after the path set-up above
+from gateway_probe import path_statuses, raw_status  # noqa: E402
+from infra_env import (  # noqa: E402
+    INVENTORY,
+    data_dir,
+    docker_on,
+    key_leaks_in_docker,
+    luks_problems,
+    plan,
+    playbook_output,
+    setting,
+    testinfra_host,
+)
+from isolation import engine_address, pair_breaches  # noqa: E402
+from tenancy_inventory import api_key, key_file  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    proves: str  # the test in tests/infra that runs this check
+    plant: Callable[[dict, dict], Iterator[list[str]]]  # yields the problems the check reported
+
+
+def copy_flags(attrs: dict) -> list[str]:
+    """`docker create` flags reproducing a container's hardening, mounts and network."""
+    host, config = attrs["HostConfig"], attrs["Config"]
+    flags = ["--user", config["User"], "--memory", str(host["Memory"]), "--pids-limit", str(host["PidsLimit"])]
+    flags += ["--read-only"] if host["ReadonlyRootfs"] else []
+    for cap in host["CapDrop"] or []:
+        flags += ["--cap-drop", cap]
+    for option in host["SecurityOpt"] or []:
+        flags += ["--security-opt", option]
+    for mount in attrs["Mounts"]:
+        if mount["Type"] == "bind":
+            flags += ["--mount", f"type=bind,src={mount['Source']},dst={mount['Destination']}"]
+            flags[-1] += "" if mount["RW"] else ",readonly"
+    return [*flags, "--network", host["NetworkMode"]]
+
+
+def without(flags: list[str], flag: str) -> list[str]:
+    """The flags without every `flag VALUE` pair (or bare `flag`)."""
+    result, skip = [], False
+    for index, item in enumerate(flags):
+        if skip:
+            skip = False
+            continue
+        if item == flag:
+            skip = index + 1 < len(flags) and not flags[index + 1].startswith("--") and flag != "--read-only"
+            continue
+        result.append(item)
+    return result
+
+
+@contextlib.contextmanager
+def throwaway(tenant: dict, role: str, change: Callable[[list[str]], list[str]], label: str = "") -> Iterator[dict]:
+    """A created-but-never-started copy of a tenant's container with one change; removed after."""
+    docker = docker_on(tenant)
+    original = docker.container(tenant["names"][role])
+    name = f"tenancy-planted-{tenant['name']}-{role}"
+    flags = change(copy_flags(original))
+    labels = ["--label", f"tenancy.tenant={tenant['name']}"] if label == "tenant" else []
+    host = testinfra_host(tenant["host"])
+    host.run("docker rm -f %s", name)
+    argv = ["--name", name, *labels, *flags, "--entrypoint", "true", original["Config"]["Image"]]
+    host.check_output("docker create " + " ".join(["%s"] * len(argv)), *argv)
+    try:
+        yield docker.container(name)
+    finally:
+        host.run("docker rm -f %s", name)
+
+
+def expected(tenant: dict, role: str) -> dict[str, tuple[str, bool]]:
+    paths = {n: setting(tenant["host"], n) for n in ("tenant_models_dir", "tenant_data_dir")}
+    return checks.expected_mounts(tenant, role, paths)
+
+
+# --- the breaks -----------------------------------------------------------------------
+
+
+def engine_joins_other_network(a: dict, b: dict) -> Iterator[list[str]]:
+    docker = docker_on(a)
+    host = testinfra_host(a["host"])
+    host.check_output("docker network connect %s %s", b["names"]["network"], a["names"]["engine"])
+    try:
+        yield pair_breaches(docker, a, b)
+    finally:
+        host.run("docker network disconnect %s %s", b["names"]["network"], a["names"]["engine"])
+    yield pair_breaches(docker, a, b)
+
+
+def engine_publishes_port(a: dict, _b: dict) -> Iterator[list[str]]:
+    internal = docker_on(a).network(a["names"]["network"])["Internal"]
+    with throwaway(a, "engine", lambda f: [*f, "--publish", "127.0.0.1:39999:8000"]) as attrs:
+        yield checks.engine_network(attrs, a, internal)
+
+
+def gateway_publishes_admin_port(a: dict, _b: dict) -> Iterator[list[str]]:
+    def change(flags: list[str]) -> list[str]:
+        return [*flags, "--publish", f"{a['bind_address']}:{a['port']}:8080", "--publish", "127.0.0.1:39998:8404"]
+
+    with throwaway(a, "gateway", change) as attrs:
+        # The copy has only the edge network: also reported, but the port is what is planted.
+        yield [p for p in checks.gateway_network(attrs, a) if "publishes" in p]
+
+
+def gateway_forwards_every_path(a: dict, _b: dict) -> Iterator[list[str]]:
+    """The check pointed at the engine itself, i.e. a gateway that forwards everything."""
+    url = f"http://{engine_address(docker_on(a), a)}:8000"
+    yield checks.exposed_paths(path_statuses(url, api_key(INVENTORY, a["name"])))
+
+
+def engine_accepts_foreign_key(a: dict, b: dict) -> Iterator[list[str]]:
+    """The check pointed at the engine itself, i.e. a gateway that checks no key."""
+    url = f"http://{engine_address(docker_on(a), a)}:8000"
+    yield checks.foreign_key_accepted(
+        raw_status(url, "/v1/models", api_key(INVENTORY, b["name"])), b["name"], a["name"]
+    )
+
+
+def mounts_other_tenants_volume(a: dict, b: dict) -> Iterator[list[str]]:
+    with throwaway(a, "engine", lambda f: [*f, "--mount", f"type=bind,src={data_dir(b)},dst=/other"]) as attrs:
+        yield checks.foreign_data_mounts(attrs, a, setting(a["host"], "tenant_data_dir"))
+
+
+def hardening_break(check: str, change: Callable[[list[str]], list[str]]) -> Callable:
+    def plant(a: dict, _b: dict) -> Iterator[list[str]]:
+        with throwaway(a, "engine", change) as attrs:
+            yield checks.HARDENING[check](attrs)
+
+    return plant
+
+
+def mounts_host_path(a: dict, _b: dict) -> Iterator[list[str]]:
+    with throwaway(a, "engine", lambda f: [*f, "--mount", "type=bind,src=/etc,dst=/hostetc,readonly"]) as attrs:
+        yield checks.only_expected_mounts(attrs, expected(a, "engine"))
+
+
+def models_writable(a: dict, _b: dict) -> Iterator[list[str]]:
+    def change(flags: list[str]) -> list[str]:
+        return [f.replace(",dst=/models,readonly", ",dst=/models") for f in flags]
+
+    with throwaway(a, "engine", change) as attrs:
+        yield checks.only_expected_mounts(attrs, expected(a, "engine"))
+
+
+def key_file_world_readable(a: dict, _b: dict) -> Iterator[list[str]]:
+    path = key_file(INVENTORY, a["name"])
+    path.chmod(0o644)
+    try:
+        yield checks.private_file(path.stat().st_mode, str(path))
+    finally:
+        path.chmod(0o600)
+    yield checks.private_file(path.stat().st_mode, str(path))
+
+
+def key_in(flag: str) -> Callable:
+    def plant(a: dict, _b: dict) -> Iterator[list[str]]:
+        key = api_key(INVENTORY, a["name"])
+        with throwaway(a, "gateway", lambda f: [*f, flag, f"PLANTED={key}"], label="tenant"):
+            yield key_leaks_in_docker(docker_on(a), key)
+        yield key_leaks_in_docker(docker_on(a), key)
+
+    return plant
+
+
+def key_on_command_line(a: dict, _b: dict) -> Iterator[list[str]]:
+    key = api_key(INVENTORY, a["name"])
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", key])
+    try:
+        yield checks.leaks(key, testinfra_host(a["host"]).check_output("ps -eo args"), "the process list")
+    finally:
+        process.kill()
+        process.wait()
+    yield checks.leaks(key, testinfra_host(a["host"]).check_output("ps -eo args"), "the process list")
+
+
+def key_in_verbose_output(a: dict, _b: dict) -> Iterator[list[str]]:
+    """A key passed in as an input (here: in the JSON output path) is echoed by -vvv."""
+    key = api_key(INVENTORY, a["name"])
+    target = Path("/tmp") / f"planted-{key}.json"
+    try:
+        yield checks.leaks(
+            key, playbook_output("-vvv", "playbooks/tenants-list.yml", "-e", f"list_output={target}"), "-vvv output"
+        )
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def data_dir_world_readable(a: dict, _b: dict) -> Iterator[list[str]]:
+    host = testinfra_host(a["host"])
+    path = data_dir(a)
+    want = setting(a["host"], "tenant_engine_user")
+
+    def problems() -> list[str]:
+        directory = host.file(path)
+        return checks.private_dir(directory.mode, f"{directory.uid}:{directory.gid}", path, want)
+
+    host.check_output("chmod 0755 %s", path)
+    try:
+        yield problems()
+    finally:
+        host.check_output("chmod 0700 %s", path)
+    yield problems()
+
+
+def encryption_claimed_but_absent(a: dict, _b: dict) -> Iterator[list[str]]:
+    """The inventory says encrypted, the volume is not: the marking and LUKS checks object."""
+    if setting(a["host"], "tenant_volume_encryption"):
+        yield ["(skipped: encryption is on here; plant this break on an unencrypted inventory)"]
+        return
+    listing = playbook_output("playbooks/tenants-list.yml")
+    yield checks.volume_marking(listing, a["name"], encrypted=True) + luks_problems(a)
+
+
+BREAKS = [
+    Break("engine-joins-other-network", "test_engine_cannot_reach_another_tenants_engine", engine_joins_other_network),
+    Break("engine-publishes-port", "test_engine_joins_only_its_internal_network", engine_publishes_port),
+    Break("gateway-publishes-admin-port", "test_gateway_publishes_only_the_tenant_port", gateway_publishes_admin_port),
+    Break("gateway-forwards-every-path", "test_gateway_exposes_only_v1_and_health", gateway_forwards_every_path),
+    Break("foreign-key-accepted", "test_foreign_key_gets_401", engine_accepts_foreign_key),
+    Break("mounts-other-tenants-volume", "test_tenant_sees_only_its_own_volume", mounts_other_tenants_volume),
+    Break(
+        "runs-as-root",
+        "test_container_is_hardened[non_root]",
+        hardening_break("non_root", lambda f: [*without(f, "--user"), "--user", "0:0"]),
+    ),
+    Break(
+        "writable-rootfs",
+        "test_container_is_hardened[read_only_rootfs]",
+        hardening_break("read_only_rootfs", lambda f: without(f, "--read-only")),
+    ),
+    Break(
+        "keeps-capabilities",
+        "test_container_is_hardened[cap_drop_all]",
+        hardening_break("cap_drop_all", lambda f: without(f, "--cap-drop")),
+    ),
+    Break(
+        "cap-add",
+        "test_container_is_hardened[cap_drop_all]",
+        hardening_break("cap_drop_all", lambda f: [*f, "--cap-add", "NET_ADMIN"]),
+    ),
+    Break(
+        "may-gain-privileges",
+        "test_container_is_hardened[no_new_privileges]",
+        hardening_break("no_new_privileges", lambda f: without(f, "--security-opt")),
+    ),
+    Break(
+        "docker-socket",
+        "test_container_is_hardened[no_docker_socket]",
+        hardening_break(
+            "no_docker_socket", lambda f: [*f, "--mount", "type=bind,src=/var/run/docker.sock,dst=/var/run/docker.sock"]
+        ),
+    ),
+    Break(
+        "no-memory-limit",
+        "test_container_is_hardened[limits_set]",
+        hardening_break("limits_set", lambda f: without(f, "--memory")),
+    ),
+    Break(
+        "no-pids-limit",
+        "test_container_is_hardened[limits_set]",
+        hardening_break("limits_set", lambda f: [*without(f, "--pids-limit"), "--pids-limit", "-1"]),
+    ),
+    Break("host-path-mount", "test_container_mounts_only_its_own_paths", mounts_host_path),
+    Break("models-writable", "test_container_mounts_only_its_own_paths", models_writable),
+    Break("key-file-0644", "test_credential_file_is_private", key_file_world_readable),
+    Break("key-in-label", "test_key_absent_from_docker_inspect_and_logs", key_in("--label")),
+    Break("key-in-env", "test_key_absent_from_docker_inspect_and_logs", key_in("--env")),
+    Break("key-on-command-line", "test_key_absent_from_process_list", key_on_command_line),
+    Break("key-in-verbose-output", "test_key_absent_from_verbose_playbook_output", key_in_verbose_output),
+    Break("data-dir-0755", "test_data_dir_is_private", data_dir_world_readable),
+    Break(
+        "encryption-claimed-but-absent",
+        "test_volume_encryption_is_what_the_inventory_says",
+        encryption_claimed_but_absent,
+    ),
+]
+
+
+def run(brk: Break, a: dict, b: dict) -> tuple[bool, str]:
+    """(passed, what happened): the check must report the break, then hold again once restored."""
+    results = list(brk.plant(a, b))
+    caught, restored = results[0], results[1:]
+    if not caught:
+        return False, "NOT CAUGHT: the check reported nothing"
+    if any(restored_problems for restored_problems in restored):
+        return False, f"caught, but still failing after restore: {restored}"
+    return True, f"caught: {caught[0]}"
+
+
+def main() -> int:
+    tenants = plan()
+    if len(tenants) < 2:
+        print("planting breaks needs two present tenants")
+        return 1
+    a, b = tenants[0], tenants[1]
+    wanted = set(sys.argv[1:])
+    failed = 0
+    for brk in BREAKS:
+        if wanted and brk.name not in wanted:
+            continue
+        passed, said = run(brk, a, b)
+        failed += not passed
+        print(f"{'ok  ' if passed else 'FAIL'} {brk.name:<32} {brk.proves}: {said}", flush=True)
+    print(
+        f"{failed} of {len(BREAKS)} breaks not caught or not restored" if failed else "every planted break was caught"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.chdir(HERE.parents[1])
+    sys.exit(main())

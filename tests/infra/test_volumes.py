@@ -1,0 +1,32 @@
+"""Data volumes: one private directory per tenant; LUKS active where encryption is on,
+and the 'NOT ENCRYPTED' marking where it is off."""
+
+from __future__ import annotations
+
+import checks
+import pytest
+from infra_env import data_dir, luks_problems, playbook_output, setting, tenant_ids, testinfra_host
+
+
+@pytest.fixture(scope="module")
+def listing() -> str:
+    return playbook_output("playbooks/tenants-list.yml")
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_data_dir_is_private(tenants, name):
+    tenant = tenants[name]
+    directory = testinfra_host(tenant["host"]).file(data_dir(tenant))
+    assert directory.is_directory
+    owner = f"{directory.uid}:{directory.gid}"
+    want = setting(tenant["host"], "tenant_engine_user")
+    assert checks.private_dir(directory.mode, owner, directory.path, want) == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_volume_encryption_is_what_the_inventory_says(tenants, listing, name):
+    tenant = tenants[name]
+    encrypted = bool(setting(tenant["host"], "tenant_volume_encryption"))
+    assert checks.volume_marking(listing, name, encrypted) == []
+    if encrypted:
+        assert luks_problems(tenant) == []

@@ -1,0 +1,112 @@
+"""The pure parts of the load and infra harness: the infra checks and the rate-limit
+windows, on made-up observations (the live proof is tests/infra/plant_breaks.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import checks
+import pytest
+from tenancy_inventory import ROOT
+
+sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
+from windows import window_counts
+
+TENANT = {
+    "name": "a",
+    "port": 30001,
+    "bind_address": "127.0.0.1",
+    "names": {"network": "tenancy-a", "edge_network": "tenancy-a-edge", "config_dir": "/etc/tenancy/a"},
+}
+DEFAULTS = {"tenant_models_dir": "/m", "tenant_data_dir": "/d"}
+
+
+def container(**host_config) -> dict:
+    host = {
+        "ReadonlyRootfs": True,
+        "CapDrop": ["ALL"],
+        "CapAdd": None,
+        "Privileged": False,
+        "SecurityOpt": ["no-new-privileges"],
+        "Memory": 1 << 30,
+        "PidsLimit": 256,
+        "PortBindings": {},
+    }
+    return {
+        "Config": {"User": "1000:1000"},
+        "HostConfig": {**host, **host_config},
+        "Mounts": [
+            {"Type": "bind", "Source": "/m", "Destination": "/models", "RW": False},
+            {"Type": "bind", "Source": "/d/a", "Destination": "/data", "RW": True},
+        ],
+        "NetworkSettings": {"Networks": {"tenancy-a": {}}},
+    }
+
+
+def test_a_hardened_engine_passes_every_check():
+    attrs = container()
+    assert all(check(attrs) == [] for check in checks.HARDENING.values())
+    assert checks.only_expected_mounts(attrs, checks.expected_mounts(TENANT, "engine", DEFAULTS)) == []
+    assert checks.engine_network(attrs, TENANT, internal=True) == []
+    assert checks.foreign_data_mounts(attrs, TENANT, "/d") == []
+
+
+@pytest.mark.parametrize(
+    ("check", "change"),
+    [
+        ("read_only_rootfs", {"ReadonlyRootfs": False}),
+        ("cap_drop_all", {"CapDrop": None}),
+        ("cap_drop_all", {"CapAdd": ["NET_ADMIN"]}),
+        ("cap_drop_all", {"Privileged": True}),
+        ("no_new_privileges", {"SecurityOpt": None}),
+        ("limits_set", {"Memory": 0}),
+        ("limits_set", {"PidsLimit": -1}),
+    ],
+)
+def test_each_hardening_check_reports_its_break(check, change):
+    assert checks.HARDENING[check](container(**change)) != []
+
+
+def test_root_user_socket_and_foreign_mounts_are_reported():
+    attrs = container()
+    attrs["Config"]["User"] = "0"
+    attrs["Mounts"] += [
+        {"Type": "bind", "Source": "/var/run/docker.sock", "Destination": "/s", "RW": True},
+        {"Type": "bind", "Source": "/d/b", "Destination": "/other", "RW": True},
+    ]
+    assert checks.non_root(attrs) != []
+    assert checks.no_docker_socket(attrs) != []
+    assert checks.foreign_data_mounts(attrs, TENANT, "/d") == ["mounts /d/b"]
+    assert len(checks.only_expected_mounts(attrs, checks.expected_mounts(TENANT, "engine", DEFAULTS))) == 2
+
+
+def test_engine_network_reports_ports_and_extra_networks():
+    attrs = container(PortBindings={"8000/tcp": [{"HostPort": "1"}]})
+    attrs["NetworkSettings"]["Networks"]["tenancy-b"] = {}
+    assert len(checks.engine_network(attrs, TENANT, internal=False)) == 3
+
+
+@pytest.mark.parametrize(
+    ("listing", "encrypted", "ok"),
+    [
+        ("  a  x  NOT ENCRYPTED\n  b  x  NOT ENCRYPTED", False, True),
+        ("  a  x  luks open", True, True),
+        ("  a  x  NOT ENCRYPTED", True, False),
+        ("  a  x  luks CLOSED", True, False),
+        ("  b  x  NOT ENCRYPTED", False, False),
+    ],
+)
+def test_volume_marking(listing, encrypted, ok):
+    assert (checks.volume_marking(listing, "a", encrypted) == []) is ok
+
+
+def test_luks_active():
+    assert checks.luks_active("/dev/mapper/x is active.", "/dev/mapper/x\n", "x") == []
+    assert len(checks.luks_active("/dev/mapper/x is inactive.", "/dev/loop0", "x")) == 2
+
+
+def test_window_counts_follow_a_steady_rate():
+    accepted = [i / 10 for i in range(1800)]  # 10/s for 180 s
+    counts = window_counts(accepted, 60, 180)
+    assert counts and set(counts) == {600}
+    assert window_counts(accepted, 60, 110) == []
