@@ -1,0 +1,89 @@
+"""GPU checks against a deployed GPU inventory (make test-gpu INVENTORY=inventory/<prod>).
+
+Run on the GPU host itself (the controller and the host are the same machine), after
+site.yml. Without an NVIDIA driver the whole module is skipped, saying why: these
+machines and CI have no GPU, so none of this has run yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tenancy_inventory import ROOT, ansible_bin, load_plan
+
+INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+
+pytestmark = pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no NVIDIA driver on this machine")
+
+
+@pytest.fixture(scope="module")
+def gpu_tenants() -> list[dict]:
+    tenants = [t for t in load_plan(INVENTORY) if t["state"] == "present" and t["mode"] != "cpu"]
+    if not tenants:
+        pytest.skip(f"no GPU tenant planned in {INVENTORY}")
+    return tenants
+
+
+@pytest.fixture(scope="module")
+def listed(tmp_path_factory) -> dict[str, dict]:
+    output = tmp_path_factory.mktemp("list") / "tenants.json"
+    result = subprocess.run(
+        [
+            ansible_bin("ansible-playbook"),
+            "-i",
+            str(INVENTORY),
+            str(ROOT / "playbooks" / "tenants-list.yml"),
+            "-e",
+            "output=json",
+            "-e",
+            f"list_output={output}",
+        ],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    return {row["name"]: row for row in json.loads(output.read_text())}
+
+
+def visible_devices(engine: str) -> list[str]:
+    result = subprocess.run(["docker", "exec", engine, "nvidia-smi", "-L"], text=True, capture_output=True, check=False)
+    assert result.returncode == 0, f"nvidia-smi failed in {engine}: {result.stderr}"
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_each_mig_tenant_sees_only_its_own_slice(gpu_tenants):
+    mig = [t for t in gpu_tenants if t["mode"] == "mig"]
+    if not mig:
+        pytest.skip("no mig tenant in this inventory")
+    seen: dict[str, str] = {}
+    for tenant in mig:
+        lines = visible_devices(tenant["names"]["engine"])
+        slices = [line for line in lines if line.startswith("MIG ")]
+        assert len(slices) == 1, f"{tenant['name']} sees {lines}"
+        assert tenant["mig_profile"] in slices[0], (
+            f"{tenant['name']}: expected {tenant['mig_profile']}, got {slices[0]}"
+        )
+        seen[tenant["name"]] = slices[0].split("UUID: ")[-1].rstrip(")")
+    assert len(set(seen.values())) == len(seen), f"two tenants share a MIG device: {seen}"
+
+
+def test_each_shared_or_mps_tenant_sees_only_its_gpu(gpu_tenants):
+    for tenant in (t for t in gpu_tenants if t["mode"] in ("shared", "mps")):
+        gpus = [line for line in visible_devices(tenant["names"]["engine"]) if line.startswith("GPU ")]
+        assert len(gpus) == 1, f"{tenant['name']} sees {gpus}"
+
+
+def test_nvml_memory_of_each_tenant_stays_within_its_quota(gpu_tenants, listed):
+    for tenant in gpu_tenants:
+        row = listed[tenant["name"]]
+        used = row["gpu_memory_used_bytes"]
+        assert used is not None and used > 0, f"{tenant['name']}: NVML shows no process of its engine"
+        assert used <= row["quota_bytes"], f"{tenant['name']} uses {used} bytes, quota {row['quota_bytes']}"
