@@ -16,7 +16,10 @@ import yaml
 from docker_view import HostDocker
 from tenancy_inventory import ROOT, ansible_bin, load_plan
 
-INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
+# testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
+os.environ["PATH"] = f"{Path(ansible_bin('ansible-inventory')).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
 ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
 
 
@@ -45,7 +48,7 @@ def setting(host: str, name: str):
 
 
 @cache
-def testinfra_host(name: str):
+def infra_host(name: str):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
 
 
@@ -58,7 +61,7 @@ def tenant_pairs() -> list[tuple[str, str]]:
 
 
 def docker_on(tenant: dict) -> HostDocker:
-    return HostDocker(testinfra_host(tenant["host"]))
+    return HostDocker(infra_host(tenant["host"]))
 
 
 def data_dir(tenant: dict) -> str:
@@ -90,7 +93,7 @@ def key_leaks_in_docker(docker: HostDocker, key: str) -> list[str]:
 
 def luks_problems(tenant: dict) -> list[str]:
     """Where encryption is on: the tenant's LUKS mapping is active and mounted on its data dir."""
-    host = testinfra_host(tenant["host"])
+    host = infra_host(tenant["host"])
     mapper = tenant["names"]["volume"]
     status = host.run("cryptsetup status %s", mapper).stdout
     source = host.run("findmnt --noheadings --output SOURCE --mountpoint %s", data_dir(tenant)).stdout

@@ -31,12 +31,12 @@ from infra_env import (  # noqa: E402
     INVENTORY,
     data_dir,
     docker_on,
+    infra_host,
     key_leaks_in_docker,
     luks_problems,
     plan,
     playbook_output,
     setting,
-    testinfra_host,
 )
 from isolation import engine_address, pair_breaches  # noqa: E402
 from tenancy_inventory import api_key, key_file  # noqa: E402
@@ -87,7 +87,7 @@ def throwaway(tenant: dict, role: str, change: Callable[[list[str]], list[str]],
     name = f"tenancy-planted-{tenant['name']}-{role}"
     flags = change(copy_flags(original))
     labels = ["--label", f"tenancy.tenant={tenant['name']}"] if label == "tenant" else []
-    host = testinfra_host(tenant["host"])
+    host = infra_host(tenant["host"])
     host.run("docker rm -f %s", name)
     argv = ["--name", name, *labels, *flags, "--entrypoint", "true", original["Config"]["Image"]]
     host.check_output("docker create " + " ".join(["%s"] * len(argv)), *argv)
@@ -107,7 +107,7 @@ def expected(tenant: dict, role: str) -> dict[str, tuple[str, bool]]:
 
 def engine_joins_other_network(a: dict, b: dict) -> Iterator[list[str]]:
     docker = docker_on(a)
-    host = testinfra_host(a["host"])
+    host = infra_host(a["host"])
     host.check_output("docker network connect %s %s", b["names"]["network"], a["names"]["engine"])
     try:
         yield pair_breaches(docker, a, b)
@@ -195,11 +195,11 @@ def key_on_command_line(a: dict, _b: dict) -> Iterator[list[str]]:
     key = api_key(INVENTORY, a["name"])
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", key])
     try:
-        yield checks.leaks(key, testinfra_host(a["host"]).check_output("ps -eo args"), "the process list")
+        yield checks.leaks(key, infra_host(a["host"]).check_output("ps -eo args"), "the process list")
     finally:
         process.kill()
         process.wait()
-    yield checks.leaks(key, testinfra_host(a["host"]).check_output("ps -eo args"), "the process list")
+    yield checks.leaks(key, infra_host(a["host"]).check_output("ps -eo args"), "the process list")
 
 
 def key_in_verbose_output(a: dict, _b: dict) -> Iterator[list[str]]:
@@ -215,7 +215,7 @@ def key_in_verbose_output(a: dict, _b: dict) -> Iterator[list[str]]:
 
 
 def data_dir_world_readable(a: dict, _b: dict) -> Iterator[list[str]]:
-    host = testinfra_host(a["host"])
+    host = infra_host(a["host"])
     path = data_dir(a)
     want = setting(a["host"], "tenant_engine_user")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import checks
 import pytest
-from infra_env import docker_on, key_leaks_in_docker, playbook_output, tenant_ids, testinfra_host
+from infra_env import docker_on, infra_host, key_leaks_in_docker, playbook_output, tenant_ids
 from tenancy_inventory import api_key, key_file
 
 
@@ -27,7 +27,7 @@ def test_key_absent_from_docker_inspect_and_logs(tenants, inventory, name):
 
 @pytest.mark.parametrize("name", tenant_ids())
 def test_key_absent_from_process_list(tenants, inventory, name):
-    processes = testinfra_host(tenants[name]["host"]).check_output("ps -eo args")
+    processes = infra_host(tenants[name]["host"]).check_output("ps -eo args")
     assert checks.leaks(api_key(inventory, name), processes, "the host's process list") == []
 
 

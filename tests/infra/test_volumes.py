@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import checks
 import pytest
-from infra_env import data_dir, luks_problems, playbook_output, setting, tenant_ids, testinfra_host
+from infra_env import data_dir, infra_host, luks_problems, playbook_output, setting, tenant_ids
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def listing() -> str:
 @pytest.mark.parametrize("name", tenant_ids())
 def test_data_dir_is_private(tenants, name):
     tenant = tenants[name]
-    directory = testinfra_host(tenant["host"]).file(data_dir(tenant))
+    directory = infra_host(tenant["host"]).file(data_dir(tenant))
     assert directory.is_directory
     owner = f"{directory.uid}:{directory.gid}"
     want = setting(tenant["host"], "tenant_engine_user")

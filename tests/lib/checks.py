@@ -161,7 +161,10 @@ def private_dir(mode: int, owner: str, path: str, want_owner: str) -> list[str]:
 def volume_marking(listing: str, tenant: str, encrypted: bool) -> list[str]:
     """tenants-list must say 'luks open' for encrypted volumes and 'NOT ENCRYPTED' otherwise."""
     want = "luks open" if encrypted else "NOT ENCRYPTED"
-    rows = [line for line in listing.splitlines() if line.split()[:1] == [tenant]]
+    lines = listing.splitlines()
+    # The table after its header (the plan table printed earlier has rows per tenant too).
+    headers = [i for i, line in enumerate(lines) if line.split()[:1] == ["TENANT"] and "VOLUME" in line]
+    rows = [line for line in lines[headers[-1] if headers else 0 :] if line.split()[:1] == [tenant]]
     if not rows:
         return [f"tenants-list has no row for {tenant}"]
     return [] if rows[0].rstrip().endswith(want) else [f"tenants-list row of {tenant} does not end in {want!r}"]

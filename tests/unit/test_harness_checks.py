@@ -90,6 +90,8 @@ def test_engine_network_reports_ports_and_extra_networks():
     ("listing", "encrypted", "ok"),
     [
         ("  a  x  NOT ENCRYPTED\n  b  x  NOT ENCRYPTED", False, True),
+        ("  a  plan row\n  TENANT HOST VOLUME\n  a  x  NOT ENCRYPTED", False, True),
+        ("  a  plan row NOT ENCRYPTED\n  TENANT HOST VOLUME\n  a  x  luks CLOSED", False, False),
         ("  a  x  luks open", True, True),
         ("  a  x  NOT ENCRYPTED", True, False),
         ("  a  x  luks CLOSED", True, False),
