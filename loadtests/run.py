@@ -49,7 +49,7 @@ SCENARIOS = [
         {"NOISY_SOLO_S": "60", "NOISY_NOISY_S": "60"},
         {"NOISY_SOLO_S": "15", "NOISY_NOISY_S": "15"},
     ),
-    Scenario("oom", False, ["-u", "27", "-r", "27", "-t", "60s"], ["-u", "27", "-r", "27", "-t", "20s"]),
+    Scenario("oom", True, ["-u", "27", "-r", "27", "-t", "60s"], ["-u", "27", "-r", "27", "-t", "20s"]),
     Scenario(
         "rotation",
         False,

@@ -32,7 +32,7 @@ import gevent
 import requests
 from engine import container_state
 from locust import constant_throughput, events
-from openai_user import INVENTORY, OpenAIUser, bind, present_tenants
+from openai_user import INVENTORY, TenantUser, bind, present_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
 from tenancy_inventory import api_key, base_url
 
@@ -48,9 +48,9 @@ GIVE_UP_S = max(MAX_RECOVERY_S * 2, 300)
 chaos: dict[str, float | int | str] = {}
 
 
-class ChatUser(OpenAIUser):
+class ChatUser(TenantUser):
     abstract = True
-    tasks: ClassVar[list] = [OpenAIUser.chat]
+    tasks: ClassVar[list] = [TenantUser.chat]
 
 
 # 2 users x 2 req/s per tenant: well below the demo's rpm_limit.

@@ -24,8 +24,8 @@ from typing import ClassVar
 
 import shapes
 from locust import constant, constant_throughput, events
-from openai_user import OpenAIUser, bind, present_tenants
-from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
+from openai_user import TenantUser, bind, present_tenants
+from report import enforce, env_float, merged, rate, tenant_rows, write_tenant_csv
 
 TENANTS = {t["name"]: t for t in present_tenants()}
 if len(TENANTS) < 2:
@@ -38,11 +38,11 @@ MAX_RATIO = env_float("NOISY_MAX_RATIO", 1.25)
 MAX_FAIL_RATIO = env_float("NOISY_MAX_FAIL_RATIO", 0.0)
 
 
-class PhasedChatUser(OpenAIUser):
+class PhasedChatUser(TenantUser):
     """Chats only, each request named after the phase it was sent in."""
 
     abstract = True
-    tasks: ClassVar[list] = [OpenAIUser.chat]
+    tasks: ClassVar[list] = [TenantUser.chat]
 
     def request_name(self, kind: str) -> str:
         return f"{self.tenant} {kind} [{shapes.current_phase()}]"
@@ -90,5 +90,5 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         f"victim {VICTIM['name']} p95 solo {solo.get_response_time_percentile(0.95):.0f} ms "
         f"({solo.num_requests} req), noisy {noisy.get_response_time_percentile(0.95):.0f} ms "
         f"({noisy.num_requests} req), ratio {ratio:.2f} (max {MAX_RATIO}); noisy tenant {NOISY['name']} "
-        f"{flood.num_requests} requests at {flood.total_rps:.1f} req/s, {flood.num_failures} failed",
+        f"{flood.num_requests} requests at {rate(flood):.1f} req/s, {flood.num_failures} failed",
     )

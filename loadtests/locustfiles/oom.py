@@ -25,8 +25,8 @@ from typing import ClassVar
 
 import docker
 from engine import container_state
-from locust import constant, constant_throughput, events, task
-from openai_user import OpenAIUser, bind, present_tenants
+from locust import constant, constant_throughput, events
+from openai_user import TenantUser, bind, present_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
 
 TENANTS = {t["name"]: t for t in present_tenants()}
@@ -41,7 +41,7 @@ engine_before: dict[str, object] = {}
 server_errors = {"count": 0}
 
 
-class ProbeUser(OpenAIUser):
+class ProbeUser(TenantUser):
     """Sends each request that must be refused, checks the status and the message."""
 
     abstract = True
@@ -62,7 +62,6 @@ class ProbeUser(OpenAIUser):
             else:
                 response.success()
 
-    @task
     def probes(self) -> None:
         limit = TARGET["max_model_len"]
         long_prompt = " ".join(str(n) for n in range(2 * limit))
@@ -72,23 +71,26 @@ class ProbeUser(OpenAIUser):
         huge = b'{"x": "' + b"x" * TARGET["max_body_size"] + b'"}'
         self.refused(PROBES[2], huge, 413, "larger than")
 
+    tasks: ClassVar[list] = [probes]
 
-class LongUser(OpenAIUser):
+
+class LongUser(TenantUser):
     """Generates up to the context limit; must finish with 200 however many queue."""
 
     abstract = True
     wait_time = constant(0)
 
-    @task
     def long_generation(self) -> None:
         payload = {**self.chat_payload("Tell a long story"), "max_tokens": TARGET["max_model_len"] - 64}
         if self._post("long", "/v1/chat/completions", {**payload, "ignore_eos": True}) >= 500:
             server_errors["count"] += 1
 
+    tasks: ClassVar[list] = [long_generation]
 
-class BystanderUser(OpenAIUser):
+
+class BystanderUser(TenantUser):
     abstract = True
-    tasks: ClassVar[list] = [OpenAIUser.chat]
+    tasks: ClassVar[list] = [TenantUser.chat]
 
 
 Probe = bind(ProbeUser, TARGET, fixed_count=1)

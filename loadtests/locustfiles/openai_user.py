@@ -16,6 +16,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import ClassVar
 
 from locust import HttpUser, between, task
 
@@ -59,8 +60,10 @@ def tiny_png() -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-class OpenAIUser(HttpUser):
-    """Weighted OpenAI-API tasks against one tenant. Subclasses set tenant, key and model.
+class TenantUser(HttpUser):
+    """One tenant's OpenAI API, with no tasks of its own: scenarios list the requests
+    they want in `tasks` (Locust adds a subclass's tasks to its bases' tasks, so a base
+    with tasks could not be narrowed). bind() sets tenant, key and model.
 
     With key_refresh_s > 0 the key is re-read from key_path at most that often, the way a
     client picks up a rotated key (see rotation.py)."""
@@ -103,17 +106,14 @@ class OpenAIUser(HttpUser):
             "max_tokens": self.max_tokens,
         }
 
-    @task(3)
     def completion(self) -> None:
         self._post(
             "completion", "/v1/completions", {"model": self.model, "prompt": "Hello", "max_tokens": self.max_tokens}
         )
 
-    @task(3)
     def chat(self) -> None:
         self._post("chat", "/v1/chat/completions", self.chat_payload())
 
-    @task(1)
     def streamed_chat(self) -> None:
         """Streamed chat; time to first token is reported as its own request type."""
         payload = {**self.chat_payload("Stream"), "stream": True}
@@ -149,6 +149,13 @@ class OpenAIUser(HttpUser):
             )
 
 
+class OpenAIUser(TenantUser):
+    """The weighted mix of the qps scenario: completion 3, chat 3, streamed chat 1."""
+
+    abstract = True
+    tasks: ClassVar[dict] = {TenantUser.completion: 3, TenantUser.chat: 3, TenantUser.streamed_chat: 1}
+
+
 class MultimodalOpenAIUser(OpenAIUser):
     """OpenAIUser plus a chat with an image, for tenants whose model takes images."""
 
@@ -164,7 +171,7 @@ class MultimodalOpenAIUser(OpenAIUser):
         self._post("image chat", "/v1/chat/completions", payload)
 
 
-def bind(base: type[OpenAIUser], tenant: dict, inventory: str = INVENTORY, **attributes: object) -> type[OpenAIUser]:
+def bind(base: type[TenantUser], tenant: dict, inventory: str = INVENTORY, **attributes: object) -> type[TenantUser]:
     """A concrete subclass of `base` bound to one tenant's gateway, key and model."""
     class_name = f"{base.__name__}_{tenant['name'].replace('-', '_')}"
     return type(
@@ -182,7 +189,7 @@ def bind(base: type[OpenAIUser], tenant: dict, inventory: str = INVENTORY, **att
     )
 
 
-def tenant_users(inventory: str = INVENTORY) -> dict[str, type[OpenAIUser]]:
+def tenant_users(inventory: str = INVENTORY) -> dict[str, type[TenantUser]]:
     """One concrete user class per present tenant; image chat only where the model takes images."""
     users = {}
     for tenant in present_tenants(inventory):

@@ -33,7 +33,7 @@ from typing import ClassVar
 
 from engine import requests_served
 from locust import constant_throughput, events
-from openai_user import OpenAIUser, bind, present_tenants
+from openai_user import TenantUser, bind, present_tenants
 from report import enforce, env_float
 from windows import window_counts
 
@@ -51,15 +51,16 @@ answers: list[tuple[float, int]] = []
 engine_before: dict[str, float] = {}
 
 
-class RateUser(OpenAIUser):
+class RateUser(TenantUser):
     """One-token completions; 429 is an expected answer here, anything else but 200 fails."""
 
     abstract = True
 
     def send(self) -> None:
         payload = {"model": self.model, "prompt": "Hi", "max_tokens": 1}
-        status = self._post("completion", "/v1/completions", payload, expect=200)
-        answers.append((time.monotonic(), status))
+        # The gateway decides when a request arrives: record the send time.
+        sent = time.monotonic()
+        answers.append((sent, self._post("completion", "/v1/completions", payload, expect=200)))
 
     def _post(self, kind: str, path: str, payload: dict, expect: int = 200) -> int:
         with self.client.post(
@@ -90,7 +91,7 @@ def enforce_thresholds(environment, **_kwargs) -> None:
     if not answers:
         enforce(environment, "rate_limit", [*problems, "no request was made"], "nothing")
         return
-    first, last = answers[0][0], answers[-1][0]
+    first, last = min(t for t, _ in answers), max(t for t, _ in answers)
     accepted = [t for t, status in answers if status == 200]
     limited = sum(1 for _, status in answers if status == 429)
     counts = window_counts(accepted, first + 60, last)

@@ -31,6 +31,13 @@ def merged(stats: RequestStats, prefix: str, exclude_method: str = "TTFT") -> St
     return total
 
 
+def rate(entry: StatsEntry) -> float:
+    """Requests per second over the entry's own span (first to last request), so a phase
+    that ran for part of the test is not diluted by the rest of it."""
+    span = (entry.last_request_timestamp or 0) - (entry.start_time or 0)
+    return entry.num_requests / span if span > 0 else 0.0
+
+
 def tenant_rows(stats: RequestStats, tenants: Iterable[str]) -> list[dict[str, object]]:
     rows = []
     for tenant in tenants:
@@ -40,7 +47,7 @@ def tenant_rows(stats: RequestStats, tenants: Iterable[str]) -> list[dict[str, o
                 "tenant": tenant,
                 "requests": entry.num_requests,
                 "failures": entry.num_failures,
-                "rps": round(entry.total_rps, 2),
+                "rps": round(rate(entry), 2),
                 **{f"p{int(p * 100)}_ms": round(entry.get_response_time_percentile(p) or 0) for p in PERCENTILES},
             }
         )

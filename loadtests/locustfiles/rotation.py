@@ -27,7 +27,7 @@ from typing import ClassVar
 import gevent
 import requests
 from locust import constant_throughput, events
-from openai_user import INVENTORY, OpenAIUser, bind, present_tenants
+from openai_user import INVENTORY, TenantUser, bind, present_tenants
 from report import enforce, env_float, tenant_rows, write_tenant_csv
 from tenancy_inventory import ROOT, ansible_bin, api_key, base_url
 
@@ -39,9 +39,9 @@ MIN_REQUESTS = env_float("ROTATION_MIN_REQUESTS", 20)
 rotation: dict[str, object] = {}
 
 
-class RotatingKeyUser(OpenAIUser):
+class RotatingKeyUser(TenantUser):
     abstract = True
-    tasks: ClassVar[list] = [OpenAIUser.chat, OpenAIUser.completion]
+    tasks: ClassVar[list] = [TenantUser.chat, TenantUser.completion]
 
 
 # 4 users x 2 req/s stay below the demo's rpm_limit of 600.
