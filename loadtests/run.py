@@ -4,7 +4,7 @@
 
 Each scenario writes reports/<name>[-short]_stats.csv, ..._tenants.csv and .html and
 enforces its own thresholds (see each locustfile's docstring). Scenarios that measure
-the engines (qps, noisy_neighbour) need more than a demo rpm_limit lets through: for
+the engines (qps, noisy_neighbour, oom) need more than a demo rpm_limit lets through: for
 them the tenants are converged with the limit lifted (tenancy_tenant_overrides, as
 `make bench` does) and converged back to the inventory's own limits afterwards, also
 when a scenario fails. The others run against the limits as configured; rate_limit

@@ -3,7 +3,7 @@
 Two phases in one run (shapes.PhasedShape):
   solo  - only the victim tenant runs, at a modest paced rate: its baseline p95;
   noisy - the victim keeps its rate while the noisy tenant is flooded by many users
-          with no wait time.
+          with no wait time, each generating NOISY_MAX_TOKENS tokens.
 The victim's requests are named "<tenant> chat [solo]" / "[noisy]", so Locust's CSV
 holds both p95s. On a CPU host the isolation comes from the planner's disjoint cpusets;
 see loadtests/README.md for what holds on a GPU.
@@ -11,6 +11,7 @@ see loadtests/README.md for what holds on a GPU.
 Settings and thresholds (environment variables, checked when Locust quits):
   NOISY_TENANT / VICTIM_TENANT  default: the plan's first / second present tenant
   NOISY_USERS                   users flooding the noisy tenant (default 16)
+  NOISY_MAX_TOKENS              tokens each noisy request generates (default 256, ignore_eos)
   VICTIM_USERS                  victim users (default 2), each at VICTIM_RPS req/s (default 2)
   NOISY_SOLO_S / NOISY_NOISY_S  phase lengths in seconds (default 30 / 30)
   NOISY_MAX_RATIO               largest victim p95 noisy / solo (default 1.25)
@@ -48,7 +49,11 @@ class PhasedChatUser(TenantUser):
         return f"{self.tenant} {kind} [{shapes.current_phase()}]"
 
 
-Noisy = bind(PhasedChatUser, NOISY, wait_time=constant(0))
+# Long generations keep the noisy engine saturated at a few requests per second, so the
+# load generator (which shares the host's cores here) adds little noise of its own.
+Noisy = bind(
+    PhasedChatUser, NOISY, wait_time=constant(0), max_tokens=shapes.env_int("NOISY_MAX_TOKENS", 256), ignore_eos=True
+)
 Victim = bind(
     PhasedChatUser, VICTIM, wait_time=constant_throughput(env_float("VICTIM_RPS", 2.0)), fixed_count=VICTIM_USERS
 )

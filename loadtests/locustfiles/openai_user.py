@@ -76,6 +76,7 @@ class TenantUser(HttpUser):
     key_refresh_s = 0.0
     model = ""
     max_tokens = 16
+    ignore_eos = False
 
     def on_start(self) -> None:
         self._key_read_at = time.monotonic()
@@ -100,11 +101,14 @@ class TenantUser(HttpUser):
             return response.status_code
 
     def chat_payload(self, content: str = "Hello") -> dict:
-        return {
+        payload = {
             "model": self.model,
             "messages": [{"role": "user", "content": content}],
             "max_tokens": self.max_tokens,
         }
+        # vLLM's extension: generate exactly max_tokens, so a request's cost does not depend on
+        # when the random demo model happens to emit its end token.
+        return {**payload, "ignore_eos": True} if self.ignore_eos else payload
 
     def completion(self) -> None:
         self._post(
