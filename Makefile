@@ -12,7 +12,8 @@ INVENTORY ?= inventory/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest
+.PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
+  loadtest-short test-infra test-infra-planted
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,11 +70,20 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 
 test: lint unit volume e2e molecule volume-vm ## Everything CI runs
 
+# Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
+# qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.
 SCENARIO ?= qps
-loadtest: venv ## Run a Locust scenario against the deployed tenants (SCENARIO=qps)
-	mkdir -p reports
-	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/locust -f loadtests/locustfiles/$(SCENARIO).py --config loadtests/locust.conf \
-	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html
+loadtest: venv ## Run a Locust scenario, full length, against the deployed tenants (SCENARIO=qps|...|all)
+	$(BIN)/python loadtests/run.py --inventory $(INVENTORY) $(SCENARIO)
+
+loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 7 minutes)
+	$(BIN)/python loadtests/run.py --short --inventory $(INVENTORY) all
+
+test-infra: venv ## testinfra checks of the deployed tenants: isolation, hardening, secrets, volumes
+	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v tests/infra
+
+test-infra-planted: venv ## Prove that every tests/infra check catches a planted break
+	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/python tests/infra/plant_breaks.py
 
 # The benchmark sends far more than the demo's rpm_limit, so it lifts the limit for its
 # run (tenancy_tenant_overrides) and puts the inventory's own limits back afterwards.
