@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
-  loadtest-short test-infra test-infra-planted
+  loadtest-short test-infra test-infra-planted test-gpu
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,9 +61,13 @@ volume-vm: venv ## LUKS volumes on a real kernel: Molecule scenario in a qemu VM
 
 # After e2e in `make test`: the Docker-in-Docker instances are built from the local base
 # image that the demo deploy builds.
-molecule: venv docker ## Molecule scenarios of the host roles (docker: Docker-in-Docker; toolkit: repo only)
+molecule: venv docker ## Molecule scenarios of the host roles (docker: Docker-in-Docker; toolkit: repo only; driver: check mode)
 	cd roles/docker && molecule test
 	cd roles/nvidia_container_toolkit && molecule test -s repo_only
+	cd roles/nvidia_driver && molecule test -s check_mode
+
+test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML memory within quota (tests/gpu)
+	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v -rs tests/gpu
 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e
