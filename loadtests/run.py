@@ -67,8 +67,8 @@ SCENARIOS = [
     Scenario(
         "rate_limit",
         False,
-        ["-u", "4", "-r", "4", "-t", "180s", "--stop-timeout", "10"],
-        ["-u", "4", "-r", "4", "-t", "125s", "--stop-timeout", "10"],
+        ["-u", "4", "-r", "4", "-t", "240s", "--stop-timeout", "10"],
+        ["-u", "4", "-r", "4", "-t", "185s", "--stop-timeout", "10"],
     ),
 ]
 
