@@ -54,6 +54,21 @@ def test_unknown_field_fails_before_any_change(docker_client, tenants):
     assert start_times(docker_client, tenants) == before
 
 
+def test_quota_too_small_for_max_model_len_fails_before_any_change(docker_client, tenants):
+    """The oom harness's deploy-side half: a quota that cannot hold max_model_len x
+    concurrency tokens is refused by the planner, naming the numbers, before any host
+    changes. (An engine that fails at start anyway is test_broken_tenant_fails_with_its_log...)"""
+    before = start_times(docker_client, tenants)
+    small = {"name": "companyC", "port": 30003, "max_model_len": 4096, "concurrency": 400}
+    result = run_site(*tenants_arg([*DEMO, small]))
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "tenant 'companyC': field 'gpu_memory' has invalid value '1GiB'" in said
+    assert "max_model_len 4096 x concurrency 400 needs" in said
+    assert "TASK [images" not in result.stdout, "a host task ran although the plan was invalid"
+    assert start_times(docker_client, tenants) == before
+
+
 @pytest.mark.skipif(
     Path("/sys/module/dm_mod").exists(), reason="this kernel has device-mapper; the refusal cannot be shown here"
 )
