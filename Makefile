@@ -80,7 +80,7 @@ SCENARIO ?= qps
 loadtest: venv ## Run a Locust scenario, full length, against the deployed tenants (SCENARIO=qps|...|all)
 	$(BIN)/python loadtests/run.py --inventory $(INVENTORY) $(SCENARIO)
 
-loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 7 minutes)
+loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 8 minutes)
 	$(BIN)/python loadtests/run.py --short --inventory $(INVENTORY) all
 
 test-infra: venv ## testinfra checks of the deployed tenants: isolation, hardening, secrets, volumes

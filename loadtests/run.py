@@ -45,9 +45,10 @@ SCENARIOS = [
         "noisy_neighbour",
         True,
         ["-t", "150s"],
-        ["-t", "60s"],
+        ["-t", "90s"],
         {"NOISY_SOLO_S": "60", "NOISY_NOISY_S": "60"},
-        {"NOISY_SOLO_S": "15", "NOISY_NOISY_S": "15"},
+        # 15 s phases (60 victim samples each) gave a ratio of 1.36 where 60 s phases gave 1.14.
+        {"NOISY_SOLO_S": "30", "NOISY_NOISY_S": "30"},
     ),
     Scenario("oom", True, ["-u", "27", "-r", "27", "-t", "60s"], ["-u", "27", "-r", "27", "-t", "20s"]),
     Scenario(
