@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
-  loadtest-short test-infra test-infra-planted test-gpu
+  loadtest-short loadtest-planted test-infra test-infra-planted test-gpu
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,9 +72,9 @@ test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML mem
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e
 
-# test-infra and its planted breaks use the tenants that e2e leaves deployed. The Locust
-# scenarios are not in here yet: see loadtests/README.md (noisy_neighbour's short run).
-test: lint unit volume e2e test-infra test-infra-planted molecule volume-vm ## Everything CI runs
+# test-infra, the Locust scenarios and their planted breaks use the tenants that e2e leaves
+# deployed, one after another (rate_limit leaves companyA at its limit for a minute or two).
+test: lint unit volume e2e test-infra test-infra-planted loadtest-short loadtest-planted molecule volume-vm ## Everything CI runs
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.
@@ -84,6 +84,9 @@ loadtest: venv ## Run a Locust scenario, full length, against the deployed tenan
 
 loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 8 minutes)
 	$(BIN)/python loadtests/run.py --short --inventory $(INVENTORY) all
+
+loadtest-planted: venv ## Prove noisy_neighbour fails when two engines share a core (about 2 minutes)
+	$(BIN)/python loadtests/run.py --planted --inventory $(INVENTORY)
 
 test-infra: venv ## testinfra checks of the deployed tenants: isolation, hardening, secrets, volumes
 	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v tests/infra

@@ -10,6 +10,13 @@ them the tenants are converged with the limit lifted (tenancy_tenant_overrides, 
 when a scenario fails. The others run against the limits as configured; rate_limit
 runs last, because it leaves its tenant at the limit for a minute.
 Exits non-zero when any scenario missed a threshold.
+
+  python loadtests/run.py --planted [--inventory ...]   (make loadtest-planted)
+
+proves that noisy_neighbour catches a broken isolation: it moves the first tenant's
+engine onto the second tenant's cpuset (`docker update --cpuset-cpus`), expects the
+short noisy_neighbour run to fail, and puts the cpuset back (checked with docker inspect).
+Exits non-zero when the scenario passed with the break in place.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from tenancy_inventory import ROOT, ansible_bin
+from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible
 
 LIFTED = '{"tenancy_tenant_overrides": {"rpm_limit": 100000000}}'
 
@@ -44,11 +51,12 @@ SCENARIOS = [
     Scenario(
         "noisy_neighbour",
         True,
+        # The shape ends the run; -t is only a cap. Full: 4 x (5 + 30 + 30) s, 480 victim
+        # requests per side; short: 3 x (5 + 15 + 15) s, 180 per side.
+        ["-t", "320s"],
         ["-t", "150s"],
-        ["-t", "90s"],
-        {"NOISY_SOLO_S": "60", "NOISY_NOISY_S": "60"},
-        # 15 s phases (60 victim samples each) gave a ratio of 1.36 where 60 s phases gave 1.14.
-        {"NOISY_SOLO_S": "30", "NOISY_NOISY_S": "30"},
+        {"NOISY_ROUNDS": "4", "NOISY_SOLO_S": "30", "NOISY_NOISY_S": "30"},
+        {"NOISY_ROUNDS": "3", "NOISY_SOLO_S": "15", "NOISY_NOISY_S": "15"},
     ),
     Scenario("oom", True, ["-u", "27", "-r", "27", "-t", "60s"], ["-u", "27", "-r", "27", "-t", "20s"]),
     Scenario(
@@ -75,15 +83,14 @@ SCENARIOS = [
 
 
 def converge(inventory: str, *extra: str) -> None:
-    command = [ansible_bin("ansible-playbook"), "-i", inventory, "site.yml", *extra]
-    print("+", " ".join(command), flush=True)
-    result = subprocess.run(command, cwd=ROOT, text=True, capture_output=True)
+    print("+ ansible-playbook -i", inventory, "site.yml", *extra, flush=True)
+    result = run_ansible("ansible-playbook", "-i", inventory, "site.yml", *extra)
     if result.returncode != 0:
         print(result.stdout[-4000:], result.stderr[-2000:])
         raise SystemExit(f"site.yml failed (rc {result.returncode}); the tenants may still have lifted limits")
 
 
-def run_locust(scenario: Scenario, inventory: str, short: bool) -> bool:
+def run_locust(scenario: Scenario, inventory: str, short: bool, extra_env: dict[str, str] | None = None) -> bool:
     report = ROOT / "reports" / (scenario.name + ("-short" if short else ""))
     report.parent.mkdir(exist_ok=True)
     command = [
@@ -99,16 +106,56 @@ def run_locust(scenario: Scenario, inventory: str, short: bool) -> bool:
         f"{report}.html",
     ]
     env = {**os.environ, "TENANCY_INVENTORY": inventory, **(scenario.env_short if short else scenario.env_full)}
+    env.update(extra_env or {})
     print("+", " ".join(command), flush=True)
     return subprocess.run(command, cwd=ROOT, env=env).returncode == 0
 
 
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, text=True, capture_output=True).stdout.strip()
+
+
+def planted_shared_core(inventory: str) -> bool:
+    """The noisy engine moved onto the victim's cores: noisy_neighbour must fail. True when it did."""
+    tenants = [t for t in load_plan(inventory) if t["state"] == "present"]
+    if len(tenants) < 2 or not all(t.get("cpuset") for t in tenants[:2]):
+        raise SystemExit("--planted needs two present tenants with planned cpusets (mode cpu)")
+    noisy, victim = tenants[:2]
+    engine = noisy["names"]["engine"]
+    print(f"planting: {engine} on cpuset {victim['cpuset']} (planned {noisy['cpuset']})", flush=True)
+    docker("update", "--cpuset-cpus", victim["cpuset"], engine)
+    try:
+        scenario = next(s for s in SCENARIOS if s.name == "noisy_neighbour")
+        passed = run_locust(scenario, inventory, True, {"NOISY_TENANT": noisy["name"], "VICTIM_TENANT": victim["name"]})
+    finally:
+        docker("update", "--cpuset-cpus", noisy["cpuset"], engine)
+    restored = docker("inspect", "-f", "{{.HostConfig.CpusetCpus}}", engine)
+    if restored != noisy["cpuset"]:
+        raise SystemExit(f"{engine} cpuset is {restored!r} after the planted run, planned {noisy['cpuset']!r}")
+    print(
+        "planted break caught: noisy_neighbour failed with the engines sharing a core"
+        if not passed
+        else "PLANTED BREAK MISSED: noisy_neighbour passed with the engines sharing a core",
+        flush=True,
+    )
+    return not passed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", nargs="+", help="scenario names, or all")
+    parser.add_argument("scenarios", nargs="*", help="scenario names, or all")
     parser.add_argument("--short", action="store_true", help="short versions (make loadtest-short)")
     parser.add_argument("--inventory", default="inventory/local")
+    parser.add_argument("--planted", action="store_true", help="prove noisy_neighbour catches shared cores")
     args = parser.parse_args()
+    if args.planted:
+        converge(args.inventory, "-e", LIFTED)
+        try:
+            return 0 if planted_shared_core(args.inventory) else 1
+        finally:
+            converge(args.inventory)
+    if not args.scenarios:
+        parser.error("name the scenarios to run, or all")
     known = {s.name: s for s in SCENARIOS}
     wanted = list(known) if args.scenarios == ["all"] else args.scenarios
     unknown = [name for name in wanted if name not in known]

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import time
 
-from tenancy_inventory import ROOT, ansible_bin, load_plan
+from tenancy_inventory import ROOT, load_plan, run_ansible
 
 
 def site(inventory: str, *extra: str) -> float:
     start = time.perf_counter()
-    subprocess.run(
-        [ansible_bin("ansible-playbook"), "-i", inventory, str(ROOT / "site.yml"), *extra],
-        check=True,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
-    )
+    run_ansible("ansible-playbook", "-i", inventory, ROOT / "site.yml", *extra, check=True)
     return time.perf_counter() - start
 
 

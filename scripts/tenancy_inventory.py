@@ -19,25 +19,42 @@ def ansible_bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def run_ansible(
+    tool: str, *args: str | os.PathLike[str], check: bool = False, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run an Ansible command-line tool (ansible-playbook, ansible-inventory) the way the
+    Makefile does: from the repository root, with its ansible.cfg, colours off, output
+    captured as text. With check=True a non-zero exit raises CalledProcessError."""
+    return subprocess.run(
+        [ansible_bin(tool), *map(str, args)],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        check=check,
+        timeout=timeout,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
 def load_plan(inventory: str | os.PathLike[str], extra_args: list[str] | None = None) -> list[dict]:
-    """Run playbooks/plan.yml (which changes nothing) and return its JSON plan."""
+    """Run playbooks/plan.yml (which changes nothing) and return its JSON plan.
+    Raises RuntimeError with the playbook's own message when planning fails."""
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "plan.json"
-        subprocess.run(
-            [
-                ansible_bin("ansible-playbook"),
-                "-i",
-                str(inventory),
-                str(ROOT / "playbooks" / "plan.yml"),
-                "-e",
-                f"plan_output={output}",
-                *(extra_args or []),
-            ],
-            check=True,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        result = run_ansible(
+            "ansible-playbook",
+            "-i",
+            inventory,
+            ROOT / "playbooks" / "plan.yml",
+            "-e",
+            f"plan_output={output}",
+            *(extra_args or []),
         )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"playbooks/plan.yml failed for {inventory}:\n{result.stdout[-3000:]}{result.stderr[-1000:]}"
+            )
         return json.loads(output.read_text())
 
 

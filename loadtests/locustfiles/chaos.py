@@ -32,15 +32,11 @@ import gevent
 import requests
 from engine import container_state
 from locust import constant_throughput, events
-from openai_user import INVENTORY, TenantUser, bind, present_tenants
+from openai_user import INVENTORY, TenantUser, bind, scenario_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
 from tenancy_inventory import api_key, base_url
 
-TENANTS = {t["name"]: t for t in present_tenants()}
-if len(TENANTS) < 2:
-    raise SystemExit("chaos needs two present tenants")
-TARGET = TENANTS[os.environ.get("CHAOS_TENANT", next(iter(TENANTS)))]
-OTHER = TENANTS[next(n for n in TENANTS if n != TARGET["name"])]
+TARGET, OTHER = scenario_tenants("chaos", "CHAOS_TENANT", None)
 KILL_AFTER_S = env_float("CHAOS_KILL_AFTER_S", 10)
 TAIL_S = env_float("CHAOS_TAIL_S", 5)
 MAX_RECOVERY_S = env_float("CHAOS_MAX_RECOVERY_S", 120)

@@ -20,20 +20,15 @@ else, and the target engine neither restarted nor was OOM-killed.
 from __future__ import annotations
 
 import json
-import os
 from typing import ClassVar
 
 import docker
 from engine import container_state
 from locust import constant, constant_throughput, events
-from openai_user import TenantUser, bind, present_tenants
+from openai_user import TenantUser, bind, scenario_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
 
-TENANTS = {t["name"]: t for t in present_tenants()}
-if len(TENANTS) < 2:
-    raise SystemExit("oom needs two present tenants")
-TARGET = TENANTS[os.environ.get("OOM_TENANT", next(iter(TENANTS)))]
-BYSTANDER = TENANTS[next(n for n in TENANTS if n != TARGET["name"])]
+TARGET, BYSTANDER = scenario_tenants("oom", "OOM_TENANT", None)
 MAX_P95_MS = env_float("OOM_BYSTANDER_MAX_P95_MS", 2000)
 MAX_LONG_FAIL_RATIO = env_float("OOM_MAX_LONG_FAIL_RATIO", 0.0)
 PROBES = ("prompt over max_model_len", "max_tokens over cap", "body over max_body_size")

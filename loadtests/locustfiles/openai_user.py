@@ -35,6 +35,25 @@ def present_tenants(inventory: str = INVENTORY) -> list[dict]:
     return [t for t in tenants if not wanted or t["name"] in wanted]
 
 
+def scenario_tenants(scenario: str, *roles: str | None) -> list[dict]:
+    """Distinct present tenants for a scenario's roles, in order. Each role is the
+    environment variable that names its tenant (e.g. NOISY_TENANT), or None; a role left
+    unset takes the first present tenant not chosen yet. Exits with a clear message when
+    the plan has too few tenants or a variable names no present tenant."""
+    tenants = {t["name"]: t for t in present_tenants()}
+    if len(tenants) < len(roles):
+        raise SystemExit(f"{scenario} needs {len(roles)} present tenant(s); the plan has {len(tenants)}")
+    chosen: list[dict] = []
+    for role in roles:
+        name = (os.environ.get(role) if role else None) or next(
+            n for n in tenants if n not in {c["name"] for c in chosen}
+        )
+        if name not in tenants or tenants[name] in chosen:
+            raise SystemExit(f"{scenario}: {role}={name!r} is not a present tenant of its own ({', '.join(tenants)})")
+        chosen.append(tenants[name])
+    return chosen
+
+
 def model_takes_images(tenant: dict) -> bool:
     """A model takes images when its config.json has a vision tower (vision_config)."""
     config = MODELS_DIR / tenant["model"] / "config.json"

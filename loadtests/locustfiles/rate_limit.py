@@ -36,12 +36,11 @@ from typing import ClassVar
 
 from engine import requests_served
 from locust import constant_throughput, events
-from openai_user import TenantUser, bind, present_tenants
+from openai_user import TenantUser, bind, scenario_tenants
 from report import enforce, env_float
 from windows import window_counts
 
-TENANTS = {t["name"]: t for t in present_tenants()}
-TENANT = TENANTS[os.environ.get("RATE_TENANT", next(iter(TENANTS)))]
+(TENANT,) = scenario_tenants("rate_limit", "RATE_TENANT")
 LIMIT = TENANT["rpm_limit"]
 DEMAND_RPS = env_float("RATE_DEMAND_FACTOR", 2.0) * LIMIT / 60
 USERS = int(os.environ.get("RATE_USERS", "4"))

@@ -18,8 +18,6 @@ the old key gets 401 and the new one 200.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -27,12 +25,11 @@ from typing import ClassVar
 import gevent
 import requests
 from locust import constant_throughput, events
-from openai_user import INVENTORY, TenantUser, bind, present_tenants
+from openai_user import INVENTORY, TenantUser, bind, scenario_tenants
 from report import enforce, env_float, tenant_rows, write_tenant_csv
-from tenancy_inventory import ROOT, ansible_bin, api_key, base_url
+from tenancy_inventory import api_key, base_url, run_ansible
 
-TENANTS = {t["name"]: t for t in present_tenants()}
-TENANT = TENANTS[os.environ.get("ROTATION_TENANT", next(iter(TENANTS)))]
+(TENANT,) = scenario_tenants("rotation", "ROTATION_TENANT")
 DELAY_S = env_float("ROTATION_DELAY_S", 5)
 TAIL_S = env_float("ROTATION_TAIL_S", 5)
 MIN_REQUESTS = env_float("ROTATION_MIN_REQUESTS", 20)
@@ -57,20 +54,8 @@ def rotate(environment) -> None:
     gevent.sleep(DELAY_S)
     rotation["old_key"] = api_key(INVENTORY, TENANT["name"])
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            ansible_bin("ansible-playbook"),
-            "-i",
-            INVENTORY,
-            "playbooks/rotate-keys.yml",
-            "-e",
-            f"tenant={TENANT['name']}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    result = run_ansible(
+        "ansible-playbook", "-i", INVENTORY, "playbooks/rotate-keys.yml", "-e", f"tenant={TENANT['name']}"
     )
     rotation.update(rc=result.returncode, seconds=time.monotonic() - started, output=result.stdout[-3000:])
     gevent.sleep(TAIL_S)

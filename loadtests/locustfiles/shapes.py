@@ -13,12 +13,17 @@ from dataclasses import dataclass, field
 
 from locust import LoadTestShape, User
 
-_phase = {"name": "steady"}
+_phase: dict[str, str | int] = {"name": "steady", "index": 0}
 
 
 def current_phase() -> str:
     """The phase the running shape is in ("steady" when no shape sets one)."""
-    return _phase["name"]
+    return str(_phase["name"])
+
+
+def current_phase_index() -> int:
+    """The position of that phase in the shape's list (0 when no shape sets one)."""
+    return int(_phase["index"])
 
 
 def env_int(name: str, default: int) -> int:
@@ -45,9 +50,9 @@ class PhasedShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]] | None] | None:
         elapsed = self.get_run_time()
-        for phase in self.phases:
+        for index, phase in enumerate(self.phases):
             if elapsed < phase.seconds:
-                _phase["name"] = phase.name
+                _phase.update(name=phase.name, index=index)
                 if phase.user_classes is None:
                     return phase.users, self.spawn_rate
                 return phase.users, self.spawn_rate, phase.user_classes

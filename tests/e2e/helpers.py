@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from tenancy_inventory import ROOT, ansible_bin
+from tenancy_inventory import ROOT, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
 # The tenant role's defaults: host paths the tests expect (data directories, uids).
@@ -17,13 +17,7 @@ TENANT_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main
 
 def run_site(*extra: str) -> subprocess.CompletedProcess[str]:
     """Run site.yml against the test inventory and return the finished process."""
-    return subprocess.run(
-        [ansible_bin("ansible-playbook"), "-i", str(INVENTORY), str(ROOT / "site.yml"), *extra],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )
+    return run_ansible("ansible-playbook", "-i", INVENTORY, ROOT / "site.yml", *extra)
 
 
 def recap_changed(output: str) -> dict[str, int]:

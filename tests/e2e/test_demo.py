@@ -17,7 +17,7 @@ import pytest
 import requests
 from helpers import TENANT_DEFAULTS, recap_changed, run_site
 from isolation import can_connect, engine_address, reachable_peers
-from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file
+from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file, run_ansible
 
 TENANTS = ["companyA", "companyB"]
 
@@ -297,14 +297,7 @@ def test_locust_threshold_fails_the_run(first_converge, inventory, tmp_path):
 def test_keys_are_not_read_as_inventory(inventory):
     """The credentials directory sits inside the inventory directory; it must never be
     parsed as an inventory source (the ini plugin would make each key a host name)."""
-    listing = subprocess.run(
-        [ansible_bin("ansible-inventory"), "-i", str(inventory), "--list"],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        check=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
-    ).stdout
+    listing = run_ansible("ansible-inventory", "-i", inventory, "--list", check=True).stdout
     for name in TENANTS:
         assert api_key(inventory, name) not in listing
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -15,21 +14,13 @@ import time
 import pytest
 import requests
 from helpers import INVENTORY
-from tenancy_inventory import ROOT, ansible_bin
+from tenancy_inventory import ROOT, run_ansible
 
 C = "companyC"
 
 
 def verb(inventory, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ansible_bin("ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / playbook), *extra],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        timeout=900,
-    )
+    return run_ansible("ansible-playbook", "-i", inventory, ROOT / "playbooks" / playbook, *extra, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tenancy_inventory import ROOT, ansible_bin, load_plan
+from tenancy_inventory import ROOT, load_plan, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
 
@@ -32,22 +32,15 @@ def gpu_tenants() -> list[dict]:
 @pytest.fixture(scope="module")
 def listed(tmp_path_factory) -> dict[str, dict]:
     output = tmp_path_factory.mktemp("list") / "tenants.json"
-    result = subprocess.run(
-        [
-            ansible_bin("ansible-playbook"),
-            "-i",
-            str(INVENTORY),
-            str(ROOT / "playbooks" / "tenants-list.yml"),
-            "-e",
-            "output=json",
-            "-e",
-            f"list_output={output}",
-        ],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
-        check=False,
+    result = run_ansible(
+        "ansible-playbook",
+        "-i",
+        INVENTORY,
+        ROOT / "playbooks" / "tenants-list.yml",
+        "-e",
+        "output=json",
+        "-e",
+        f"list_output={output}",
     )
     assert result.returncode == 0, result.stdout[-3000:]
     return {row["name"]: row for row in json.loads(output.read_text())}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import checks
 import testinfra
 import yaml
 from docker_view import HostDocker
-from tenancy_inventory import ROOT, ansible_bin, load_plan
+from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
@@ -31,15 +30,7 @@ def plan() -> list[dict]:
 @cache
 def host_vars(host: str) -> dict:
     """A host's inventory variables (group_vars included), as the playbooks see them."""
-    listing = subprocess.run(
-        [ansible_bin("ansible-inventory"), "-i", str(INVENTORY), "--host", host],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        check=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
-    ).stdout
-    return json.loads(listing)
+    return json.loads(run_ansible("ansible-inventory", "-i", INVENTORY, "--host", host, check=True).stdout)
 
 
 def setting(host: str, name: str):
@@ -70,13 +61,7 @@ def data_dir(tenant: dict) -> str:
 
 def playbook_output(*args: str) -> str:
     """stdout + stderr of ansible-playbook against the inventory; fails on a non-zero exit."""
-    result = subprocess.run(
-        [ansible_bin("ansible-playbook"), "-i", str(INVENTORY), *args],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )
+    result = run_ansible("ansible-playbook", "-i", INVENTORY, *args)
     if result.returncode != 0:
         raise AssertionError(f"ansible-playbook {' '.join(args)} failed:\n{result.stdout[-3000:]}")
     return result.stdout + result.stderr

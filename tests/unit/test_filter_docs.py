@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from tenancy_inventory import ROOT, ansible_bin
+from tenancy_inventory import ROOT, run_ansible
 
 FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 
@@ -25,14 +23,7 @@ def test_every_plugin_file_is_a_filter():
 
 @pytest.mark.parametrize("name", FILTERS)
 def test_ansible_doc_renders(name):
-    result = subprocess.run(
-        [ansible_bin("ansible-doc"), "-t", "filter", name],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        timeout=120,
-    )
+    result = run_ansible("ansible-doc", "-t", "filter", name, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"FILTER {name} ({Path(ROOT / 'filter_plugins' / name)}.py)" in result.stdout
     assert "EXAMPLES:" in result.stdout

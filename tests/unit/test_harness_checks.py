@@ -10,6 +10,7 @@ import pytest
 from tenancy_inventory import ROOT
 
 sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
+from report import cpuset_cores, percentile
 from windows import window_counts
 
 TENANT = {
@@ -112,3 +113,21 @@ def test_window_counts_follow_a_steady_rate():
     counts = window_counts(accepted, 60, 180)
     assert counts and set(counts) == {600}
     assert window_counts(accepted, 60, 110) == []
+
+
+@pytest.mark.parametrize(
+    ("cpuset", "cores"),
+    [("0", {0}), ("1", {1}), ("0-3", {0, 1, 2, 3}), ("0-1,6", {0, 1, 6}), ("2, 4-5", {2, 4, 5})],
+)
+def test_cpuset_cores_reads_dockers_cpuset_syntax(cpuset, cores):
+    assert cpuset_cores(cpuset) == cores
+
+
+def test_percentile_is_exact_nearest_rank():
+    values = list(range(1, 101))  # 1..100 ms
+    assert percentile(values, 0.95) == 95
+    assert percentile(values, 0.5) == 50
+    assert percentile([104.0, 7.0], 0.95) == 104.0  # not rounded to a 10 ms bucket as Locust's
+    assert percentile([3.0], 0.95) == 3.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.95)

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
-from tenancy_inventory import ROOT, ansible_bin
+from tenancy_inventory import ROOT, run_ansible
 
 
 def test_sample_inventory_plans_without_reaching_its_hosts(tmp_path):
     output = tmp_path / "plan.json"
-    result = subprocess.run(
-        [
-            ansible_bin("ansible-playbook"),
-            "-i",
-            str(ROOT / "inventory" / "sample"),
-            str(ROOT / "playbooks" / "plan.yml"),
-            "-e",
-            f"plan_output={output}",
-        ],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+    result = run_ansible(
+        "ansible-playbook",
+        "-i",
+        ROOT / "inventory" / "sample",
+        ROOT / "playbooks" / "plan.yml",
+        "-e",
+        f"plan_output={output}",
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:]
