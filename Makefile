@@ -82,7 +82,7 @@ SCENARIO ?= qps
 loadtest: venv ## Run a Locust scenario, full length, against the deployed tenants (SCENARIO=qps|...|all)
 	$(BIN)/python loadtests/run.py --inventory $(INVENTORY) $(SCENARIO)
 
-loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 8 minutes)
+loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 11 minutes)
 	$(BIN)/python loadtests/run.py --short --inventory $(INVENTORY) all
 
 loadtest-planted: venv ## Prove noisy_neighbour fails when two engines share a core (about 2 minutes)

@@ -52,11 +52,13 @@ SCENARIOS = [
         "noisy_neighbour",
         True,
         # The shape ends the run; -t is only a cap. Full: 4 x (5 + 30 + 30) s, 480 victim
-        # requests per side; short: 3 x (5 + 15 + 15) s, 180 per side.
+        # requests per side, threshold 1.25. Short: 4 x (5 + 20 + 20) s, 320 per side; its
+        # p95 ratio still varies by about +-0.1 between runs with nothing changed (loadtests/
+        # README.md), so the short run, a CI gate, allows 1.4; a shared core gives 1.8 and more.
         ["-t", "320s"],
-        ["-t", "150s"],
+        ["-t", "210s"],
         {"NOISY_ROUNDS": "4", "NOISY_SOLO_S": "30", "NOISY_NOISY_S": "30"},
-        {"NOISY_ROUNDS": "3", "NOISY_SOLO_S": "15", "NOISY_NOISY_S": "15"},
+        {"NOISY_ROUNDS": "4", "NOISY_SOLO_S": "20", "NOISY_NOISY_S": "20", "NOISY_MAX_RATIO": "1.4"},
     ),
     Scenario("oom", True, ["-u", "27", "-r", "27", "-t", "60s"], ["-u", "27", "-r", "27", "-t", "20s"]),
     Scenario(
