@@ -19,7 +19,10 @@ INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
 os.environ["PATH"] = f"{Path(ansible_bin('ansible-inventory')).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
-ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
+ROLE_DEFAULTS = {
+    **yaml.safe_load((ROOT / "roles" / "nvidia_mps" / "defaults" / "main.yml").read_text()),
+    **yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text()),
+}
 
 
 @cache
@@ -57,6 +60,12 @@ def docker_on(tenant: dict) -> HostDocker:
 
 def data_dir(tenant: dict) -> str:
     return f"{setting(tenant['host'], 'tenant_data_dir')}/{tenant['name']}"
+
+
+def expected_mounts(tenant: dict, role: str) -> dict[str, tuple[str, bool]]:
+    """What the tenant's engine or gateway may mount, with this host's paths."""
+    names = ("tenant_models_dir", "tenant_data_dir", "nvidia_mps_pipe_root")
+    return checks.expected_mounts(tenant, role, {name: setting(tenant["host"], name) for name in names})
 
 
 def playbook_output(*args: str) -> str:

@@ -31,6 +31,7 @@ from infra_env import (  # noqa: E402
     INVENTORY,
     data_dir,
     docker_on,
+    expected_mounts,
     infra_host,
     key_leaks_in_docker,
     luks_problems,
@@ -97,11 +98,6 @@ def throwaway(tenant: dict, role: str, change: Callable[[list[str]], list[str]],
         host.run("docker rm -f %s", name)
 
 
-def expected(tenant: dict, role: str) -> dict[str, tuple[str, bool]]:
-    paths = {n: setting(tenant["host"], n) for n in ("tenant_models_dir", "tenant_data_dir")}
-    return checks.expected_mounts(tenant, role, paths)
-
-
 # --- the breaks -----------------------------------------------------------------------
 
 
@@ -160,7 +156,7 @@ def hardening_break(check: str, change: Callable[[list[str]], list[str]]) -> Cal
 
 def mounts_host_path(a: dict, _b: dict) -> Iterator[list[str]]:
     with throwaway(a, "engine", lambda f: [*f, "--mount", "type=bind,src=/etc,dst=/hostetc,readonly"]) as attrs:
-        yield checks.only_expected_mounts(attrs, expected(a, "engine"))
+        yield checks.only_expected_mounts(attrs, expected_mounts(a, "engine"))
 
 
 def models_writable(a: dict, _b: dict) -> Iterator[list[str]]:
@@ -168,7 +164,7 @@ def models_writable(a: dict, _b: dict) -> Iterator[list[str]]:
         return [f.replace(",dst=/models,readonly", ",dst=/models") for f in flags]
 
     with throwaway(a, "engine", change) as attrs:
-        yield checks.only_expected_mounts(attrs, expected(a, "engine"))
+        yield checks.only_expected_mounts(attrs, expected_mounts(a, "engine"))
 
 
 def key_file_world_readable(a: dict, _b: dict) -> Iterator[list[str]]:

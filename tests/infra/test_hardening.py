@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import checks
 import pytest
-from infra_env import docker_on, setting, tenant_ids
+from infra_env import docker_on, expected_mounts, tenant_ids
 
 ROLES = ("engine", "gateway")
-
-
-def expected(tenant: dict, role: str) -> dict[str, tuple[str, bool]]:
-    paths = {name: setting(tenant["host"], name) for name in ("tenant_models_dir", "tenant_data_dir")}
-    return checks.expected_mounts(tenant, role, paths)
 
 
 @pytest.mark.parametrize("check", sorted(checks.HARDENING))
@@ -28,4 +23,4 @@ def test_container_is_hardened(tenants, name, role, check):
 def test_container_mounts_only_its_own_paths(tenants, name, role):
     tenant = tenants[name]
     attrs = docker_on(tenant).container(tenant["names"][role])
-    assert checks.only_expected_mounts(attrs, expected(tenant, role)) == []
+    assert checks.only_expected_mounts(attrs, expected_mounts(tenant, role)) == []

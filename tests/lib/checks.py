@@ -9,12 +9,19 @@ DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd")
 
 
 def expected_mounts(tenant: dict, role: str, defaults: dict) -> dict[str, tuple[str, bool]]:
-    """Destination -> (host source, read-only) of everything a tenant's container may mount."""
+    """Destination -> (host source, read-only) of everything a tenant's container may mount.
+    An MPS tenant's engine also mounts its GPU's MPS pipe directory at the same path
+    (roles/nvidia_mps: <nvidia_mps_pipe_root>/<gpu>), read-write: clients talk to the
+    control daemon through it."""
     if role == "engine":
-        return {
+        mounts = {
             "/models": (defaults["tenant_models_dir"], True),
             "/data": (f"{defaults['tenant_data_dir']}/{tenant['name']}", False),
         }
+        if tenant.get("mode") == "mps":
+            pipe_dir = f"{defaults['nvidia_mps_pipe_root']}/{tenant['gpu']}"
+            mounts[pipe_dir] = (pipe_dir, False)
+        return mounts
     return {"/usr/local/etc/haproxy": (f"{tenant['names']['config_dir']}/gateway", True)}
 
 

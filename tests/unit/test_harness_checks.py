@@ -19,7 +19,7 @@ TENANT = {
     "bind_address": "127.0.0.1",
     "names": {"network": "tenancy-a", "edge_network": "tenancy-a-edge", "config_dir": "/etc/tenancy/a"},
 }
-DEFAULTS = {"tenant_models_dir": "/m", "tenant_data_dir": "/d"}
+DEFAULTS = {"tenant_models_dir": "/m", "tenant_data_dir": "/d", "nvidia_mps_pipe_root": "/run/nvidia-mps"}
 
 
 def container(**host_config) -> dict:
@@ -131,3 +131,15 @@ def test_percentile_is_exact_nearest_rank():
     assert percentile([3.0], 0.95) == 3.0
     with pytest.raises(ValueError, match="no values"):
         percentile([], 0.95)
+
+
+def test_mps_engine_may_mount_only_its_own_gpus_pipe_directory():
+    attrs = container()
+    attrs["Mounts"].append(
+        {"Type": "bind", "Source": "/run/nvidia-mps/1", "Destination": "/run/nvidia-mps/1", "RW": True}
+    )
+    mps = {**TENANT, "mode": "mps", "gpu": 1}
+    assert checks.only_expected_mounts(attrs, checks.expected_mounts(mps, "engine", DEFAULTS)) == []
+    # another GPU's pipe directory, or the same mount on a tenant that is not in MPS mode
+    assert checks.only_expected_mounts(attrs, checks.expected_mounts({**mps, "gpu": 0}, "engine", DEFAULTS)) != []
+    assert checks.only_expected_mounts(attrs, checks.expected_mounts(TENANT, "engine", DEFAULTS)) != []
