@@ -22,7 +22,6 @@ Exits non-zero when the scenario passed with the break in place.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -157,14 +156,10 @@ def planted_shared_core(inventory: str) -> bool:
 def victim_ratio(victim_csv: Path) -> tuple[float, int]:
     """noisy_neighbour's victim p95 noisy / solo and failed victim requests, from its CSV."""
     sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
-    from report import percentile  # imports locust, which gevent-patches the process: only once the runs are done
+    from report import p95_ratio, read_samples  # imports locust, which gevent-patches: only after the runs
 
-    with victim_csv.open() as handle:
-        rows = list(csv.DictReader(handle))
-    times = {phase: [float(r["response_time_ms"]) for r in rows if r["phase"] == phase] for phase in ("solo", "noisy")}
-    if not all(times.values()):
-        return float("nan"), sum(r["failed"] == "True" for r in rows)
-    return percentile(times["noisy"], 0.95) / percentile(times["solo"], 0.95), sum(r["failed"] == "True" for r in rows)
+    samples = read_samples(victim_csv)
+    return p95_ratio(samples), sum(failed for *_, failed in samples)
 
 
 def main() -> int:

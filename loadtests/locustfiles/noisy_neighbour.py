@@ -38,7 +38,6 @@ Settings and thresholds (environment variables, checked when Locust quits):
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from typing import ClassVar
@@ -46,7 +45,18 @@ from typing import ClassVar
 import shapes
 from locust import constant, constant_throughput, events
 from openai_user import TenantUser, bind, scenario_tenants
-from report import cpuset_cores, enforce, env_float, merged, percentile, tenant_rows, write_tenant_csv
+from report import (
+    Sample,
+    cpuset_cores,
+    enforce,
+    env_float,
+    merged,
+    p95_ratio,
+    phase_p95,
+    tenant_rows,
+    write_samples,
+    write_tenant_csv,
+)
 
 NOISY, VICTIM = scenario_tenants("noisy_neighbour", "NOISY_TENANT", "VICTIM_TENANT")
 NOISY_USERS = shapes.env_int("NOISY_USERS", 16)
@@ -99,6 +109,9 @@ Victim = bind(
 )
 
 
+PHASES_PER_ROUND = 3  # settle, solo, noisy: what one_round below holds
+
+
 class NoisyNeighbourShape(shapes.PhasedShape):
     """NOISY_ROUNDS x (settle, solo: the victim alone; noisy: plus NOISY_USERS on the noisy tenant)."""
 
@@ -112,9 +125,8 @@ class NoisyNeighbourShape(shapes.PhasedShape):
         self.phases = one_round * ROUNDS
 
 
-# Every victim response time, exact: (round, phase, milliseconds, failed).
-victim_samples: list[tuple[int, str, float, bool]] = []
-PHASES_PER_ROUND = 3
+# Every victim response time, exact (report.Sample: round, phase, milliseconds, failed).
+victim_samples: list[Sample] = []
 
 
 @events.request.add_listener
@@ -125,18 +137,7 @@ def record_victim(name: str, response_time: float, exception: BaseException | No
 
 
 def p95(phase: str, round_number: int | None = None) -> float:
-    values = [ms for r, ph, ms, _ in victim_samples if ph == phase and round_number in (None, r)]
-    return percentile(values, 0.95) if values else float("nan")
-
-
-def write_victim_csv(environment) -> None:
-    """<csv prefix>_victim.csv: every victim request, for a closer look at a ratio."""
-    prefix = environment.parsed_options.csv_prefix if environment.parsed_options else None
-    if prefix:
-        with open(f"{prefix}_victim.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["round", "phase", "response_time_ms", "failed"])
-            writer.writerows(victim_samples)
+    return phase_p95(victim_samples, phase, round_number)
 
 
 @events.quitting.add_listener
@@ -147,16 +148,16 @@ def enforce_thresholds(environment, **_kwargs) -> None:
     problems = []
     if not all(counts.values()):
         problems.append(f"victim requests solo={counts['solo']} noisy={counts['noisy']}: a phase is missing")
-        ratio = float("inf")
-    else:
-        ratio = p95("noisy") / max(p95("solo"), 1.0)
+    ratio = p95_ratio(victim_samples)
     if ratio > MAX_RATIO:
         problems.append(f"victim p95 noisy/solo {ratio:.2f} > {MAX_RATIO}")
     failed = sum(1 for *_, bad in victim_samples if bad)  # settle included: no victim request may fail
     if victim_samples and failed / len(victim_samples) > MAX_FAIL_RATIO:
         problems.append(f"victim fail ratio {failed / len(victim_samples):.3f} > {MAX_FAIL_RATIO}")
     write_tenant_csv(environment, tenant_rows(stats, [NOISY["name"], VICTIM["name"]]))
-    write_victim_csv(environment)
+    prefix = environment.parsed_options.csv_prefix if environment.parsed_options else None
+    if prefix:  # every victim request, for a closer look at a ratio (and for run.py --planted)
+        write_samples(f"{prefix}_victim.csv", victim_samples)
     rounds = ", ".join(
         f"{p95('solo', r):.0f}/{p95('noisy', r):.0f}" for r in range(1, ROUNDS + 1) if not math.isnan(p95("solo", r))
     )

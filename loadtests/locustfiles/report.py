@@ -41,6 +41,39 @@ def percentile(values: Iterable[float], fraction: float) -> float:
     return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
+# One request of a phased scenario: (round, phase, response time in ms, failed).
+Sample = tuple[int, str, float, bool]
+
+
+def phase_p95(samples: Iterable[Sample], phase: str, round_number: int | None = None) -> float:
+    """Exact p95 of a phase's response times (of one round, or all); NaN when it has none."""
+    values = [ms for r, ph, ms, _ in samples if ph == phase and round_number in (None, r)]
+    return percentile(values, 0.95) if values else float("nan")
+
+
+def p95_ratio(samples: list[Sample], numerator: str = "noisy", denominator: str = "solo") -> float:
+    """p95 of one phase over another's (noisy_neighbour's threshold); inf when either is empty."""
+    if not all(any(ph == phase for _, ph, _, _ in samples) for phase in (numerator, denominator)):
+        return float("inf")
+    return phase_p95(samples, numerator) / max(phase_p95(samples, denominator), 1.0)
+
+
+def write_samples(path: str | Path, samples: Iterable[Sample]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round", "phase", "response_time_ms", "failed"])
+        writer.writerows(samples)
+
+
+def read_samples(path: str | Path) -> list[Sample]:
+    """What write_samples wrote, typed again."""
+    with open(path, newline="") as handle:
+        return [
+            (int(r["round"]), r["phase"], float(r["response_time_ms"]), r["failed"] == "True")
+            for r in csv.DictReader(handle)
+        ]
+
+
 def merged(stats: RequestStats, prefix: str, exclude_method: str = "TTFT") -> StatsEntry:
     """All request entries whose name starts with `prefix`, as one entry."""
     total = StatsEntry(stats, prefix, "", use_response_times_cache=False)

@@ -10,7 +10,7 @@ import pytest
 from tenancy_inventory import ROOT
 
 sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
-from report import cpuset_cores, percentile
+from report import cpuset_cores, p95_ratio, percentile, phase_p95, read_samples, write_samples
 from windows import window_counts
 
 TENANT = {
@@ -143,3 +143,15 @@ def test_mps_engine_may_mount_only_its_own_gpus_pipe_directory():
     # another GPU's pipe directory, or the same mount on a tenant that is not in MPS mode
     assert checks.only_expected_mounts(attrs, checks.expected_mounts({**mps, "gpu": 0}, "engine", DEFAULTS)) != []
     assert checks.only_expected_mounts(attrs, checks.expected_mounts(TENANT, "engine", DEFAULTS)) != []
+
+
+def test_p95_ratio_compares_phases_over_every_round(tmp_path):
+    solo = [(r, "solo", float(ms), False) for r in (1, 2) for ms in range(1, 101)]  # p95 95
+    noisy = [(r, "noisy", float(ms) * 1.5, False) for r in (1, 2) for ms in range(1, 101)]  # p95 142.5
+    settle = [(1, "settle", 10_000.0, True)]  # never counted
+    samples = solo + noisy + settle
+    assert phase_p95(samples, "solo", 2) == 95
+    assert p95_ratio(samples) == pytest.approx(1.5)
+    assert p95_ratio(solo) == float("inf")  # a missing phase can never pass a threshold
+    write_samples(tmp_path / "v.csv", samples)
+    assert read_samples(tmp_path / "v.csv") == samples
