@@ -38,7 +38,7 @@ description:
   - Any error raises C(AnsibleFilterError) naming the tenant, the field and the
     value, so a playbook fails before a host changes.
   - Sizes accept C(10G), C(10GiB), C(10240M) and plain bytes; G means GiB (1024^3).
-positional: _input, defaults, hosts, overrides, models_dir, allow_unplaced
+positional: _input, defaults, hosts, overrides, models_dir, allow_unplaced, models_mount, placement
 options:
   _input:
     description:
@@ -69,11 +69,30 @@ options:
   hosts:
     description:
       - The inventory hosts that run tenants, with their facts. A mapping of host
-        name to a mapping that may hold C(tenancy_gpus) (a list of GPUs), or a
-        plain list of host names.
+        name to a mapping that may hold C(tenancy_gpus) (a list of GPUs),
+        C(tenancy_cpus) (core count), C(tenancy_cpusets_in_use) (tenant to cpuset of its
+        running engine), C(tenancy_tenants_running) (tenants whose engine exists on the
+        host) and C(tenancy_address) (the address clients reach the host at), or a plain
+        list of host names.
       - An empty list plans every tenant onto C(localhost).
+      - A tenant whose engine exists on a host stays on that host (its data volume is
+        there); pinning it to another host is refused.
     type: raw
     default: []
+  models_mount:
+    description: Where the engine container sees the models directory.
+    type: str
+    default: /models
+  placement:
+    description:
+      - How unpinned tenants are spread over hosts. C(spread) puts each on the host with
+        the fewest tenants (ties - the most free GPU memory, then the name), then
+        best-fit on that host's GPUs. C(pack) fills hosts best-fit across all GPUs (CPU
+        hosts - the host with the fewest free cores that still has the tenant's).
+      - Either way the plan is deterministic, and tenants that run keep their host.
+    type: str
+    choices: [spread, pack]
+    default: spread
 """
 
 EXAMPLES = r"""
@@ -94,6 +113,9 @@ _value:
     name: {description: Tenant name, type: str}
     state: {description: present or absent, type: str}
     host: {description: Inventory host the tenant runs on, type: str}
+    endpoint:
+      description: The tenant's OpenAI base URL as clients reach it (bind_address, or the host's address for 0.0.0.0)
+      type: str
     gpu: {description: GPU index, or null on a CPU host, type: int}
     mode: {description: cpu, shared, mps or mig, type: str}
     memory_bytes: {description: The quota in bytes, type: int}
@@ -404,9 +426,11 @@ def _engine(
     env = {
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": f"{models_mount}/.hf",
-        "HOME": "/tmp",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
+        # GPU engines compile (no --enforce-eager): their caches live on the tenant's own
+        # volume, so a restart reuses them. CPU engines run eager, with caches on /tmp.
+        **engine_user_env(DATA_MOUNT + "/.cache" if gpu is not None else "/tmp/.cache"),
     }
     if gpu is None:
         # CPU host: the quota is the KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE is an int).
@@ -454,6 +478,28 @@ def _engine(
         "engine_env": env,
         "gpu_memory_utilization": fraction,
         "memory_limit": tenant["memory_limit"] or tenant["gpu_memory"] + GPU_ENGINE_HOST_MEMORY_BYTES,
+    }
+
+
+DATA_MOUNT = "/data"
+ENGINE_LOGIN = "tenancy"
+
+
+def engine_user_env(cache_root: str) -> dict[str, str]:
+    """What a process running as an arbitrary uid needs: the engine's uid has no passwd
+    entry in the upstream vLLM image, and torch's getpass.getuser() raises
+    "KeyError: 'getpwuid(): uid not found'" unless USER or LOGNAME is set. HOME and every
+    cache (XDG, Triton, TorchInductor, vLLM) point at writable places, because the root
+    filesystem is read-only."""
+    return {
+        "USER": ENGINE_LOGIN,
+        "LOGNAME": ENGINE_LOGIN,
+        "HOME": "/tmp",
+        "XDG_CACHE_HOME": cache_root,
+        "TRITON_CACHE_DIR": f"{cache_root}/triton",
+        "TORCHINDUCTOR_CACHE_DIR": f"{cache_root}/torchinductor",
+        "VLLM_CACHE_ROOT": f"{cache_root}/vllm",
+        "VLLM_CONFIG_ROOT": "/tmp/.config/vllm",
     }
 
 
@@ -616,18 +662,57 @@ class _Placement:
         return result
 
 
-def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]) -> _Placement:
+PLACEMENTS = ("spread", "pack")
+
+
+def running_hosts(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Where each tenant's engine already exists (hosts report ``tenancy_tenants_running``).
+
+    A tenant keeps that host: its data volume and its API key's gateway are there, and
+    moving it would lose them. Pinning it elsewhere is an error naming both hosts."""
+    where: dict[str, str] = {}
+    for host in sorted(hosts):
+        for name in (hosts.get(host) or {}).get("tenancy_tenants_running") or []:
+            where.setdefault(str(name), host)
+    for tenant in tenants:
+        current = where.get(tenant["name"])
+        if tenant["state"] == "present" and current and tenant["host"] not in (None, current):
+            raise _err(
+                tenant["name"],
+                "host",
+                tenant["host"],
+                f"the tenant runs on {current}, and its data volume is there; moving a tenant between hosts "
+                f"is not supported. Remove it (playbooks/tenant-remove.yml) and add it again with host "
+                f"{tenant['host']}, or pin it to {current}",
+            )
+    return where
+
+
+def _place(
+    tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]], placement: str = "spread"
+) -> _Placement:
     """Choose a host (and a GPU, and a MIG slice) for each tenant.
 
-    - Pinned tenants go where they are pinned.
-    - Unpinned tenants go to shared/MPS GPUs largest quota first, each onto the GPU with
-      the least room that still fits it (best-fit decreasing).
+    - Pinned tenants go where they are pinned; a tenant that already runs on a host is
+      pinned there (see running_hosts).
+    - Unpinned tenants go to shared/MPS GPUs largest quota first. ``pack``: each onto the
+      GPU with the least room that still fits it, over all hosts (best-fit decreasing).
+      ``spread``: onto the host with the fewest tenants that has a GPU it fits on (ties:
+      the most free GPU memory, then the name), best-fit on that host's GPUs.
     - What fits no shared GPU, and every tenant when the GPUs are all MIG, goes to MIG
       GPUs smallest first, onto the first GPU where its smallest fitting profile still
-      has a legal start slice: this places as many tenants as possible.
-    - With no GPU in the inventory, tenants go to the CPU host with the fewest tenants.
+      has a legal start slice (``spread`` tries the least loaded hosts first).
+    - With no GPU in the inventory, tenants go to a CPU host: ``spread`` the one with the
+      fewest tenants, ``pack`` the one with the fewest free cores that still has the
+      tenant's ``cpus`` (else the one with the fewest tenants).
     Ties break on names and indexes, so the same input always gives the same plan.
     """
+    if placement not in PLACEMENTS:
+        raise AnsibleFilterError(f"tenancy_placement: {placement!r} is not one of {', '.join(PLACEMENTS)}")
+    running = running_hosts(tenants, hosts)
+    for tenant in tenants:
+        if tenant["host"] is None and tenant["state"] == "present" and tenant["name"] in running:
+            tenant["host"] = running[tenant["name"]]
     host_names = sorted(hosts) or ["localhost"]
     gpus = [gpu for host in host_names for gpu in parse_gpus(host, hosts.get(host) or {})]
     state = _Placement(gpus, host_names)
@@ -669,10 +754,10 @@ def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]
     unpinned = [t for t in active if t["host"] is None]
     if not state.gpus:
         for tenant in sorted(unpinned, key=lambda t: t["name"].lower()):
-            state.take_cpu(tenant, min(host_names, key=lambda h: (state.load[h], h)))
+            state.take_cpu(tenant, _cpu_host(tenant, host_names, hosts, state, tenants, placement))
         return state
     for tenant in sorted(unpinned, key=lambda t: (-t["gpu_memory"], t["name"].lower())):
-        slot = state.best_fit(tenant, shared_slots) if shared_slots else None
+        slot = state.best_fit(tenant, _spread_order(shared_slots, state, tenant, placement)) if shared_slots else None
         if slot is not None:
             state.take_shared(tenant, slot)
         elif mig_slots:
@@ -680,8 +765,46 @@ def _place(tenants: list[dict[str, Any]], hosts: Mapping[str, Mapping[str, Any]]
         else:
             raise _over_quota(tenant, shared_slots, state, tenants)
     for tenant in sorted(mig_queue, key=lambda t: (t["gpu_memory"], t["name"].lower())):
-        state.place_mig(tenant, mig_slots)
+        order = mig_slots
+        if placement == "spread":
+            order = sorted(mig_slots, key=lambda slot: (state.load[slot[0]], slot))
+        state.place_mig(tenant, order)
     return state
+
+
+def _spread_order(slots: list[Slot], state: _Placement, tenant: dict[str, Any], placement: str) -> list[Slot]:
+    """The GPUs best-fit may choose from: all of them (pack), or those of the least loaded
+    host that has one the tenant fits on (spread)."""
+    if placement == "pack":
+        return slots
+    fitting = [slot for slot in slots if state.free[slot] >= tenant["gpu_memory"]]
+    if not fitting:
+        return slots
+    hosts = sorted({slot[0] for slot in fitting})
+    free = {h: sum(state.free[slot] for slot in fitting if slot[0] == h) for h in hosts}
+    chosen = min(hosts, key=lambda h: (state.load[h], -free[h], h))
+    return [slot for slot in fitting if slot[0] == chosen]
+
+
+def _cpu_host(
+    tenant: dict[str, Any],
+    host_names: list[str],
+    hosts: Mapping[str, Mapping[str, Any]],
+    state: _Placement,
+    tenants: list[dict[str, Any]],
+    placement: str,
+) -> str:
+    """The CPU host for an unpinned tenant (see _place)."""
+    least_loaded = min(host_names, key=lambda h: (state.load[h], h))
+    if placement == "spread":
+        return least_loaded
+    free: dict[str, int] = {}
+    for host in host_names:
+        cores = int((hosts.get(host) or {}).get("tenancy_cpus") or 0)
+        taken = sum(t["cpus"] or 1 for t in tenants if t["host"] == host and t["state"] == "present")
+        if cores and cores - taken >= (tenant["cpus"] or 1):
+            free[host] = cores - taken
+    return min(free, key=lambda h: (free[h], h)) if free else least_loaded
 
 
 def cpu_sets(
@@ -776,6 +899,7 @@ def tenancy_plan(
     models_dir: str = "/var/lib/tenancy/models",
     allow_unplaced: bool = False,
     models_mount: str = "/models",
+    placement: str = "spread",
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
     defaults = dict(defaults or {})
@@ -789,7 +913,7 @@ def tenancy_plan(
                 f"{variable}: unknown field {unknown[0]!r}; known fields are {', '.join(sorted(shared_fields))}"
             )
     validated = [validate_tenant({**raw, **overrides}, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
-    placement = _place(validated, hosts)
+    placement = _place(validated, hosts, placement)
     if placement.unplaced and not allow_unplaced:
         first = next(t for t in validated if t["name"] in placement.unplaced)
         others = "; ".join(f"{name}: {why}" for name, why in sorted(placement.unplaced.items()))
@@ -807,6 +931,7 @@ def tenancy_plan(
     plan = []
     for tenant in sorted(validated, key=lambda t: t["name"].lower()):
         record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
+        record["endpoint"] = endpoint(tenant, hosts)
         sizing = tenancy_sizing.tenancy_sizing(tenant, models_dir)
         if tenant["name"] in placement.unplaced:
             plan.append(
@@ -852,6 +977,20 @@ def tenancy_plan(
             }
         )
     return plan
+
+
+def endpoint(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The tenant's OpenAI base URL as a client reaches it: its bind_address, or for
+    0.0.0.0 the host's address (``tenancy_address``, the inventory's ansible_host)."""
+    host = tenant.get("host")
+    if host is None:
+        return None
+    address = tenant["bind_address"]
+    if address == "0.0.0.0":
+        address = str((hosts.get(host) or {}).get("tenancy_address") or host)
+        if address in ("localhost", "127.0.0.1"):
+            address = "127.0.0.1"
+    return f"http://{address}:{tenant['port']}/v1"
 
 
 def format_bytes(size: int) -> str:

@@ -12,6 +12,7 @@ FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 
 def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
+        "tenancy_host_engines",
         "tenancy_mig",
         "tenancy_mig_state",
         "tenancy_nvidia_driver",

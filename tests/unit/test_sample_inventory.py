@@ -16,6 +16,8 @@ def test_sample_inventory_plans_without_reaching_its_hosts(tmp_path):
         ROOT / "playbooks" / "plan.yml",
         "-e",
         f"plan_output={output}",
+        "-e",
+        "tenancy_plan_offline=true",
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:]
