@@ -13,7 +13,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
-  loadtest-short loadtest-planted test-infra test-infra-planted test-gpu
+  loadtest-short loadtest-planted test-infra test-infra-planted test-gpu images-export multihost \
+  multihost-up multihost-down test-multihost
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +76,25 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 # test-infra, the Locust scenarios and their planted breaks use the tenants that e2e leaves
 # deployed, one after another (rate_limit leaves companyA at its limit for a minute or two).
 test: lint unit volume e2e test-infra test-infra-planted loadtest-short loadtest-planted molecule volume-vm ## Everything CI runs
+
+# Multi-host: two Debian 12 hosts in system containers, reached only over SSH
+# (tests/multihost/README.md). The controller builds the images once and ships them as
+# archives (images_source: archive).
+MULTIHOST := inventory/multihost
+images-export: venv docker ## Build the images on this controller and save them as archives for inventory/multihost
+	$(BIN)/ansible-playbook -i $(MULTIHOST) playbooks/images-export.yml
+
+multihost-up: venv docker images-export ## Start the two multi-host test hosts (sshd only; the roles install the rest)
+	$(BIN)/ansible-playbook tests/multihost/up.yml
+
+multihost: multihost-up ## Start the multi-host test hosts and converge inventory/multihost over SSH (site.yml)
+	$(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
+
+test-multihost: venv ## Test the converged multi-host inventory from the controller (tests/multihost)
+	TENANCY_INVENTORY=$(MULTIHOST) $(BIN)/pytest -v tests/multihost
+
+multihost-down: venv ## Remove the multi-host test hosts and everything they left on this machine
+	$(BIN)/ansible-playbook tests/multihost/down.yml
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.

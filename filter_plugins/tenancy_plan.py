@@ -390,7 +390,8 @@ def _check_unique(tenants: list[dict[str, Any]]) -> None:
             raise _err(tenant["name"], "name", tenant["name"], why)
         seen_names[key] = tenant["name"]
     seen_ports: dict[tuple[Any, int], str] = {}
-    for tenant in tenants:
+    # A tenant being removed frees its port in the same run.
+    for tenant in (t for t in tenants if t["state"] != "absent"):
         key = (tenant["host"], tenant["port"])
         if key in seen_ports:
             raise _err(tenant["name"], "port", tenant["port"], f"already used by tenant {seen_ports[key]!r}")
@@ -711,7 +712,8 @@ def _place(
         raise AnsibleFilterError(f"tenancy_placement: {placement!r} is not one of {', '.join(PLACEMENTS)}")
     running = running_hosts(tenants, hosts)
     for tenant in tenants:
-        if tenant["host"] is None and tenant["state"] == "present" and tenant["name"] in running:
+        # A running tenant stays where it runs, and one being removed is removed there.
+        if tenant["name"] in running and (tenant["host"] is None or tenant["state"] == "absent"):
             tenant["host"] = running[tenant["name"]]
     host_names = sorted(hosts) or ["localhost"]
     gpus = [gpu for host in host_names for gpu in parse_gpus(host, hosts.get(host) or {})]

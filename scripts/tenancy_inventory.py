@@ -70,7 +70,10 @@ def api_key(inventory: str | os.PathLike[str], tenant: str) -> str:
 
 
 def base_url(tenant: dict) -> str:
-    """The tenant's gateway as seen from this machine."""
+    """The tenant's gateway as seen from this machine: the plan's endpoint (the host's
+    address for a port published on 0.0.0.0), without its /v1."""
+    if tenant.get("endpoint"):
+        return tenant["endpoint"].removesuffix("/v1")
     address = tenant["bind_address"]
     if address == "0.0.0.0":
         address = "127.0.0.1" if tenant["host"] in ("localhost", "127.0.0.1") else tenant["host"]

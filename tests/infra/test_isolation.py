@@ -13,7 +13,8 @@ from tenancy_inventory import api_key, base_url
 
 @pytest.mark.parametrize(("source", "target"), tenant_pairs())
 def test_engine_cannot_reach_another_tenants_engine(tenants, source, target):
-    assert pair_breaches(docker_on(tenants[source]), tenants[source], tenants[target]) == []
+    source_docker, target_docker = docker_on(tenants[source]), docker_on(tenants[target])
+    assert pair_breaches(source_docker, tenants[source], tenants[target], target_docker) == []
 
 
 @pytest.mark.parametrize("name", tenant_ids())

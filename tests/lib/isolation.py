@@ -5,6 +5,9 @@ Every function takes a docker SDK client (e2e) or a docker_view.DockerView (infr
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 import docker
 from docker_view import DockerView, view
 
@@ -42,11 +45,37 @@ def reachable_peers(client: docker.DockerClient | DockerView, tenants: dict[str,
     return breaches
 
 
-def pair_breaches(client: docker.DockerClient | DockerView, source: dict, target: dict) -> list[str]:
-    """How `source`'s engine reaches `target`'s engine (by name, by IP); empty is good."""
+def pair_breaches(
+    client: docker.DockerClient | DockerView,
+    source: dict,
+    target: dict,
+    target_client: docker.DockerClient | DockerView | None = None,
+) -> list[str]:
+    """How `source`'s engine reaches `target`'s engine; empty is good.
+
+    Same host: by the engine's name and by its IP. Target on another host (its own
+    Docker, `target_client`): by name, by the target engine's IP (unless that IP falls in
+    the source engine's own subnet, where it names a container of the source's host), and
+    by the target host's address at the tenant's published port and at the engine port."""
     engine = target["names"]["engine"]
+    addresses: list[tuple[str, int]] = [(engine, 8000)]
+    target_ip = engine_address(target_client or client, target)
+    if target_client is None or source.get("host") == target.get("host"):
+        addresses.append((target_ip, 8000))
+    else:
+        if not in_own_subnet(client, source, target_ip):
+            addresses.append((target_ip, 8000))
+        host_address = urlsplit(target["endpoint"]).hostname
+        addresses += [(host_address, target["port"]), (host_address, 8000)]
     return [
-        f"{source['name']} -> {target['name']} ({address})"
-        for address in (engine, engine_address(client, target))
-        if can_connect(client, source["names"]["engine"], address)
+        f"{source['name']} -> {target['name']} ({address}:{port})"
+        for address, port in addresses
+        if can_connect(client, source["names"]["engine"], address, port)
     ]
+
+
+def in_own_subnet(client: docker.DockerClient | DockerView, tenant: dict, address: str) -> bool:
+    """True when `address` lies in the subnet of the tenant's own internal network."""
+    network = view(client).network(tenant["names"]["network"])
+    subnets = [c.get("Subnet") for c in (network.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+    return any(ipaddress.ip_address(address) in ipaddress.ip_network(subnet) for subnet in subnets)

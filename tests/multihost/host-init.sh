@@ -19,6 +19,8 @@ grep ' - cgroup ' /proc/self/mountinfo | while read -r line; do
   mount -t cgroup -o "$options" cgroup "$mount_point"
 done
 
+# /run is a tmpfs: sshd's privilege separation directory is made at every start.
+mkdir -p /run/sshd
 ssh-keygen -A >/dev/null
 key=/etc/tenancy-test/authorized_key
 user=$(cat /etc/tenancy-test/user)

@@ -17,6 +17,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_mig_state",
         "tenancy_nvidia_driver",
         "tenancy_plan",
+        "tenancy_plan_diff",
         "tenancy_plan_table",
         "tenancy_sizing",
     ]

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tenancy_host_engines import tenancy_host_engines
 from tenancy_plan import tenancy_plan
+from tenancy_plan_diff import tenancy_plan_diff
 
 A100 = {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80GiB"}
 
@@ -87,10 +88,39 @@ def test_pinning_a_running_tenant_to_another_host_is_refused():
     assert "runs on h1" in message and "tenant-remove" in message
 
 
-def test_a_tenant_being_removed_may_name_any_host():
+def test_a_tenant_being_removed_is_removed_where_it_runs():
     hosts = {"h1": {"tenancy_tenants_running": ["a"]}, "h2": {}}
     plan = tenancy_plan([tenant("a", 30001, host="h2", state="absent")], {}, hosts)
-    assert plan[0]["state"] == "absent"
+    assert (plan[0]["state"], plan[0]["host"]) == ("absent", "h1")
+    # Running nowhere: no host, so the removal runs on every host.
+    assert tenancy_plan([tenant("b", 30002, state="absent")], {}, hosts)[0]["host"] is None
+
+
+def test_a_port_being_freed_can_be_taken_in_the_same_run():
+    hosts = {"h1": {"tenancy_tenants_running": ["a"]}}
+    plan = tenancy_plan([tenant("a", 30001, state="absent"), tenant("b", 30001)], {}, hosts)
+    assert {t["name"]: t["host"] for t in plan} == {"a": "h1", "b": "h1"}
+
+
+def test_plan_diff_names_new_gone_and_changed_tenants():
+    before = tenancy_plan([tenant("a", 30001), tenant("b", 30002), tenant("c", 30003)], {}, ["h1"])
+    after = tenancy_plan([tenant("a", 30001), tenant("b", 30002, rpm_limit=5), tenant("d", 30004)], {}, ["h1"])
+    assert tenancy_plan_diff(before, after) == ["b", "c", "d"]
+    assert tenancy_plan_diff(after, after) == []
+
+
+def test_plan_diff_catches_a_neighbour_moved_by_the_edit():
+    """Tenants without cpus share the cores: adding one moves the other's cpuset."""
+    hosts = {"h1": {"tenancy_cpus": 4}}
+    before = tenancy_plan([tenant("a", 30001)], {}, hosts)
+    after = tenancy_plan([tenant("a", 30001), tenant("b", 30002)], {}, hosts)
+    assert tenancy_plan_diff(before, after) == ["a", "b"]
+
+
+@pytest.mark.parametrize("bad", [None, "x", [{"port": 1}], [["a"]]])
+def test_plan_diff_refuses_what_is_not_a_plan(bad):
+    with pytest.raises(AnsibleFilterError, match="tenancy_plan_diff"):
+        tenancy_plan_diff(bad, [])
 
 
 @pytest.mark.parametrize(
