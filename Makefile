@@ -1,6 +1,8 @@
 # Two commands for a fresh machine:
 #   make demo   - set everything up and deploy the two demo tenants (CPU build of vLLM)
-#   make test   - lint, unit tests and the end-to-end suite (what CI runs)
+#   make test   - everything CI runs: lint, unit, LUKS on loop devices, e2e, the Locust
+#                 scenarios and their planted break, the multi-host stage (two hosts over
+#                 SSH: their suite, testinfra and its planted breaks), Molecule, LUKS VM
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,7 +16,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted test-infra test-infra-planted test-gpu images-export multihost \
-  multihost-up multihost-down test-multihost
+  multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,9 +75,10 @@ test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML mem
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e
 
-# test-infra, the Locust scenarios and their planted breaks use the tenants that e2e leaves
-# deployed, one after another (rate_limit leaves companyA at its limit for a minute or two).
-test: lint unit volume e2e test-infra test-infra-planted loadtest-short loadtest-planted molecule volume-vm ## Everything CI runs
+# The Locust scenarios and their planted break use the tenants that e2e leaves deployed,
+# one after another (rate_limit leaves companyA at its limit for a minute or two). The
+# testinfra suite and its planted breaks run against the multi-host deployment.
+test: lint unit volume e2e loadtest-short loadtest-planted multihost-stage molecule volume-vm ## Everything CI runs
 
 # Multi-host: two Debian 12 hosts in system containers, reached only over SSH
 # (tests/multihost/README.md). The controller builds the images once and ships them as
@@ -91,10 +94,18 @@ multihost: multihost-up ## Start the multi-host test hosts and converge inventor
 	$(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
 
 test-multihost: venv ## Test the converged multi-host inventory from the controller (tests/multihost)
-	TENANCY_INVENTORY=$(MULTIHOST) $(BIN)/pytest -v tests/multihost
+	TENANCY_MULTIHOST=1 TENANCY_INVENTORY=$(MULTIHOST) $(BIN)/pytest -v tests/multihost
 
 multihost-down: venv ## Remove the multi-host test hosts and everything they left on this machine
 	$(BIN)/ansible-playbook tests/multihost/down.yml
+
+# The multi-host stage of `make test`: one deployment serves the multi-host suite, the
+# testinfra suite and its planted breaks; then the hosts go (their engines' memory is
+# what Molecule and the LUKS VM need next).
+multihost-stage: multihost ## make multihost, test-multihost, test-infra and its planted breaks on it, multihost-down
+	$(MAKE) test-multihost
+	$(MAKE) test-infra test-infra-planted INVENTORY=$(MULTIHOST)
+	$(MAKE) multihost-down
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.

@@ -4,8 +4,14 @@ inventory (default inventory/local)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -13,6 +19,7 @@ import checks
 import testinfra
 import yaml
 from docker_view import HostDocker
+from isolation import engine_address
 from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
@@ -92,3 +99,38 @@ def luks_problems(tenant: dict) -> list[str]:
     status = host.run("cryptsetup status %s", mapper).stdout
     source = host.run("findmnt --noheadings --output SOURCE --mountpoint %s", data_dir(tenant)).stdout
     return checks.luks_active(status, source, mapper)
+
+
+@contextlib.contextmanager
+def engine_url(tenant: dict) -> Iterator[str]:
+    """A URL of the tenant's engine itself (port 8000 on its internal network), for the
+    planted breaks that point a check at the engine instead of the gateway. On the
+    controller's own host that is the engine's address; on a remote host, an SSH tunnel
+    through that host, with the inventory's own connection settings."""
+    address = engine_address(docker_on(tenant), tenant)
+    variables = host_vars(tenant["host"])
+    if variables.get("ansible_connection") == "local":
+        yield f"http://{address}:8000"
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = ["ssh", "-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes"]
+    command += ["-L", f"127.0.0.1:{port}:{address}:8000"]
+    if variables.get("ansible_ssh_private_key_file"):
+        command += ["-i", variables["ansible_ssh_private_key_file"]]
+    command += shlex.split(variables.get("ansible_ssh_common_args", ""))
+    login = variables.get("ansible_host", tenant["host"])
+    command.append(f"{variables['ansible_user']}@{login}" if variables.get("ansible_user") else login)
+    tunnel = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if tunnel.poll() is not None:
+                raise AssertionError(f"ssh tunnel to {tenant['host']} failed: {tunnel.stderr.read()}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        tunnel.terminate()
+        tunnel.wait(timeout=10)
