@@ -30,3 +30,16 @@ def test_volume_encryption_is_what_the_inventory_says(tenants, listing, name):
     assert checks.volume_marking(listing, name, encrypted) == []
     if encrypted:
         assert luks_problems(tenant) == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_engine_sees_only_its_encrypted_volume(tenants, name):
+    """Where encryption is on, the engine's /data is the tenant's LUKS mapping (a bare
+    directory under an unmounted mount point would take plaintext)."""
+    tenant = tenants[name]
+    if not setting(tenant["host"], "tenant_volume_encryption"):
+        pytest.skip("tenant_volume_encryption is false on this host: there is no volume to be on")
+    mountinfo = infra_host(tenant["host"]).check_output(
+        "docker exec %s cat /proc/self/mountinfo", tenant["names"]["engine"]
+    )
+    assert checks.engine_data_on_volume(mountinfo, tenant["names"]["volume"]) == []

@@ -183,3 +183,17 @@ def luks_active(cryptsetup_status: str, mount_source: str, mapper: str) -> list[
     if mount_source.strip() != f"/dev/mapper/{mapper}":
         problems.append(f"the data directory is mounted from {mount_source.strip() or 'nothing'}, not {mapper}")
     return problems
+
+
+def engine_data_on_volume(mountinfo: str, mapper: str) -> list[str]:
+    """Where encryption is on: the filesystem the engine sees at /data (its own
+    /proc/self/mountinfo) comes from the tenant's LUKS mapping, not from the bare
+    directory under the host's mount point."""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/data" and " - " in line:
+            source = line.split(" - ", 1)[1].split()[1]
+            if source == f"/dev/mapper/{mapper}":
+                return []
+            return [f"the engine's /data comes from {source}, not /dev/mapper/{mapper}"]
+    return ["the engine has no /data mount"]

@@ -9,7 +9,7 @@ import pytest
 from fake_nvml import FakeNVML
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "library"))
-from tenancy_gpu_facts import gather
+from tenancy_gpu_facts import gather, import_nvml, nvidia_pci_devices, unreadable_message
 
 
 def test_a100_without_mig():
@@ -76,3 +76,40 @@ def test_processes_are_mapped_to_their_containers(tmp_path):
         {"pid": 4242, "used_memory": 20 * 1024**3, "container_id": container},
         {"pid": 4343, "used_memory": 1024**3, "container_id": None},
     ]
+
+
+def fake_sysfs(root, devices):
+    for address, (vendor, cls) in devices.items():
+        (root / address).mkdir(parents=True)
+        (root / address / "vendor").write_text(vendor + "\n")
+        (root / address / "class").write_text(cls + "\n")
+    return root
+
+
+def test_nvidia_gpus_on_the_pci_bus_are_found_without_nvml(tmp_path):
+    sysfs = fake_sysfs(
+        tmp_path,
+        {
+            "0000:17:00.0": ("0x10de", "0x030200"),  # an A100 (3D controller)
+            "0000:65:00.0": ("0x10de", "0x068000"),  # an NVSwitch bridge: not a GPU
+            "0000:00:1f.0": ("0x8086", "0x060100"),  # an Intel bridge
+        },
+    )
+    assert nvidia_pci_devices(str(sysfs)) == ["0000:17:00.0"]
+    assert nvidia_pci_devices(str(tmp_path / "missing")) == []
+
+
+def test_a_gpu_nvml_cannot_read_is_reported_with_its_pci_address():
+    facts = {**gather(FakeNVML("no_driver")), "nvidia_pci_devices": ["0000:17:00.0"]}
+    message = unreadable_message(facts)
+    assert "0000:17:00.0" in message and "NVML cannot be read" in message and facts["reason"] in message
+    assert unreadable_message({**facts, "nvidia_pci_devices": []}) is None
+    assert unreadable_message({**gather(FakeNVML("a100_80gb")), "nvidia_pci_devices": ["0000:17:00.0"]}) is None
+
+
+def test_the_binding_is_found_in_nvml_path_when_python_lacks_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # as on a host without nvidia-ml-py
+    assert import_nvml(str(tmp_path)) is None
+    (tmp_path / "pynvml.py").write_text("INSTALLED_BY = 'nvidia_driver role'\n")
+    assert import_nvml(str(tmp_path)).INSTALLED_BY == "nvidia_driver role"
+    assert gather(nvml_path=str(tmp_path / "empty"))["reason"].startswith("pynvml (nvidia-ml-py) is not installed")

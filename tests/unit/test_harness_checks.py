@@ -103,6 +103,30 @@ def test_volume_marking(listing, encrypted, ok):
     assert (checks.volume_marking(listing, "a", encrypted) == []) is ok
 
 
+MOUNTINFO_ON_VOLUME = """\
+812 790 0:44 / / ro,relatime - overlay overlay rw
+830 812 254:3 / /data rw,nosuid,nodev,relatime - ext4 /dev/mapper/tenancy-alpha-data rw
+831 812 8:1 /var/lib/tenancy/models /models ro,relatime - ext4 /dev/vda1 rw
+"""
+# The planted break: the volume is not mounted, so the engine's /data is the bare
+# directory on the host's root filesystem.
+MOUNTINFO_BARE_DIR = """\
+812 790 0:44 / / ro,relatime - overlay overlay rw
+830 812 8:1 /var/lib/tenancy/data/alpha /data rw,relatime - ext4 /dev/vda1 rw
+"""
+
+
+def test_engine_data_on_volume():
+    assert checks.engine_data_on_volume(MOUNTINFO_ON_VOLUME, "tenancy-alpha-data") == []
+    assert checks.engine_data_on_volume(MOUNTINFO_BARE_DIR, "tenancy-alpha-data") == [
+        "the engine's /data comes from /dev/vda1, not /dev/mapper/tenancy-alpha-data"
+    ]
+    assert checks.engine_data_on_volume(MOUNTINFO_ON_VOLUME, "tenancy-bravo-data") != []
+    assert checks.engine_data_on_volume("812 790 0:44 / / ro - overlay overlay rw\n", "x") == [
+        "the engine has no /data mount"
+    ]
+
+
 def test_luks_active():
     assert checks.luks_active("/dev/mapper/x is active.", "/dev/mapper/x\n", "x") == []
     assert len(checks.luks_active("/dev/mapper/x is inactive.", "/dev/loop0", "x")) == 2
