@@ -113,3 +113,13 @@ def test_the_binding_is_found_in_nvml_path_when_python_lacks_it(tmp_path, monkey
     (tmp_path / "pynvml.py").write_text("INSTALLED_BY = 'nvidia_driver role'\n")
     assert import_nvml(str(tmp_path)).INSTALLED_BY == "nvidia_driver role"
     assert gather(nvml_path=str(tmp_path / "empty"))["reason"].startswith("pynvml (nvidia-ml-py) is not installed")
+
+
+def test_the_module_looks_where_the_driver_role_installs_the_binding():
+    import yaml
+    from tenancy_gpu_facts import DOCUMENTATION
+
+    root = Path(__file__).resolve().parents[2]
+    role_default = yaml.safe_load((root / "roles" / "nvidia_driver" / "defaults" / "main.yml").read_text())
+    module_default = yaml.safe_load(DOCUMENTATION)["options"]["nvml_path"]["default"]
+    assert module_default == role_default["nvidia_driver_nvml_path"]
