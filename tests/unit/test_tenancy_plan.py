@@ -355,3 +355,17 @@ def test_unknown_core_count_means_no_pinning():
 @pytest.mark.parametrize(("cores", "text"), [([0], "0"), ([0, 1, 2], "0-2"), ([3, 0, 1], "0-1,3"), ([1, 1], "1")])
 def test_cpu_list(cores, text):
     assert cpu_list(cores) == text
+
+
+@pytest.mark.parametrize("on_gpu", [False, True])
+def test_engine_runs_as_an_arbitrary_uid(on_gpu):
+    """The engine's uid has no passwd entry in the upstream image: torch's getpass.getuser()
+    needs USER or LOGNAME, and every cache must point at a writable place (the root
+    filesystem is read-only): /tmp on CPU engines, the tenant's own volume on GPU engines."""
+    hosts = gpu_hosts(g1=[A100]) if on_gpu else ["localhost"]
+    env = tenancy_plan([A], {}, hosts)[0]["engine_env"]
+    assert env["USER"] and env["LOGNAME"] and env["HOME"] == "/tmp"
+    root = "/data/.cache" if on_gpu else "/tmp/.cache"
+    for variable in ("XDG_CACHE_HOME", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "VLLM_CACHE_ROOT"):
+        assert env[variable].startswith(root), variable
+    assert env["VLLM_CONFIG_ROOT"].startswith("/tmp/")
