@@ -9,12 +9,11 @@ Asking at interpreter start is one cheap system call (no torch import; the healt
 python3 starts with it too); on CPUs without AMX the kernel refuses and nothing changes.
 """
 
+import contextlib
 import ctypes
 import platform
 
 if platform.machine() == "x86_64":
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         # SYS_arch_prctl = 158, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18.
         ctypes.CDLL(None, use_errno=True).syscall(158, 0x1023, 18)
-    except (OSError, AttributeError):
-        pass
