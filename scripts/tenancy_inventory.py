@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -78,3 +79,8 @@ def base_url(tenant: dict) -> str:
     if address == "0.0.0.0":
         address = "127.0.0.1" if tenant["host"] in ("localhost", "127.0.0.1") else tenant["host"]
     return f"http://{address}:{tenant['port']}"
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """changed=N per host from an ansible-playbook PLAY RECAP."""
+    return {host: int(n) for host, n in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}

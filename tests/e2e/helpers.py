@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -18,8 +17,3 @@ TENANT_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main
 def run_site(*extra: str) -> subprocess.CompletedProcess[str]:
     """Run site.yml against the test inventory and return the finished process."""
     return run_ansible("ansible-playbook", "-i", INVENTORY, ROOT / "site.yml", *extra)
-
-
-def recap_changed(output: str) -> dict[str, int]:
-    """changed=N per host from the PLAY RECAP."""
-    return {host: int(n) for host, n in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}

@@ -15,9 +15,9 @@ import subprocess
 import openai
 import pytest
 import requests
-from helpers import TENANT_DEFAULTS, recap_changed, run_site
+from helpers import TENANT_DEFAULTS, run_site
 from isolation import can_connect, engine_address, reachable_peers
-from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file, run_ansible
+from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file, recap_changed, run_ansible
 
 TENANTS = ["companyA", "companyB"]
 

@@ -4,7 +4,6 @@ its plan, and each host reached the way the playbooks reach it (Ansible over SSH
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 from functools import cache
@@ -69,9 +68,3 @@ def containers_on(host: str) -> dict[str, str]:
         return {}
     started = on_host(host, "docker", "inspect", "--format", "{{.Name}} {{.State.StartedAt}}", *names.split())
     return dict(line.lstrip("/").split(" ", 1) for line in started.splitlines() if line.strip())
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """ok/changed/failed/unreachable per host from a PLAY RECAP."""
-    rows = re.findall(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
-    return {h: {"ok": int(o), "changed": int(c), "unreachable": int(u), "failed": int(f)} for h, o, c, u, f in rows}
