@@ -15,7 +15,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
-  loadtest-short loadtest-planted test-infra test-infra-planted test-gpu images-export multihost \
+  loadtest-short loadtest-planted loadtest-short-planted scenarios test-infra test-infra-planted test-gpu images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
@@ -54,10 +54,10 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml
 
 unit: venv ## Unit tests of the planner filter
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit --durations=5
 
 volume: venv ## The tenant role's LUKS header, key, rotation and erase tasks on loop devices
-	$(BIN)/pytest -v tests/volume
+	$(BIN)/pytest -v tests/volume --durations=10
 
 volume-vm: venv ## LUKS volumes on a real kernel: Molecule scenario in a qemu VM (roles/tenant/molecule/volume_vm)
 	cd roles/tenant && molecule test -s volume_vm
@@ -69,32 +69,50 @@ molecule: venv docker ## Molecule scenarios of the host roles (docker: Docker-in
 	cd roles/nvidia_container_toolkit && molecule test -s repo_only
 	cd roles/nvidia_driver && molecule test -s check_mode
 
+# The last stage of `make test`: the host roles' Molecule scenarios and the LUKS VM side by
+# side. Neither measures time, and they share nothing (Docker-in-Docker instances; a qemu
+# VM), so the 2-core CI machine runs them at once; each one's output is printed whole
+# when it ends.
+scenarios: venv docker ## molecule and volume-vm at once (make -j2)
+	$(MAKE) --no-print-directory -j2 --output-sync=target molecule volume-vm
+
 test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML memory within quota (tests/gpu)
 	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v -rs tests/gpu
 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
-	$(BIN)/pytest -v tests/e2e
+	$(BIN)/pytest -v tests/e2e --durations=15
 
 # The Locust scenarios and their planted break use the tenants that e2e leaves deployed,
 # one after another (rate_limit leaves companyA at its limit for a minute or two). The
 # testinfra suite and its planted breaks run against the multi-host deployment.
-test: lint unit volume e2e loadtest-short loadtest-planted multihost-stage molecule volume-vm ## Everything CI runs
+# Each stage's time is printed at the end (also when one fails): where CI's minutes go.
+TEST_STAGES := lint unit volume e2e loadtest-short-planted multihost-stage scenarios
+test: ## Everything CI runs, stage by stage, then each stage's time
+	@t0=$$(date +%s); times=""; \
+	for stage in $(TEST_STAGES); do \
+	  s=$$(date +%s); \
+	  if ! $(MAKE) --no-print-directory $$stage; then \
+	    printf '\nstage times (s):%b\n  %-24s FAILED after %s s\n' "$$times" "$$stage" "$$(( $$(date +%s) - s ))"; exit 1; \
+	  fi; \
+	  times="$$times\n  $$(printf '%-24s %5s' "$$stage" "$$(( $$(date +%s) - s ))")"; \
+	done; \
+	printf '\nstage times (s):%b\n  %-24s %5s\n' "$$times" total "$$(( $$(date +%s) - t0 ))"
 
 # Multi-host: two Debian 12 hosts in system containers, reached only over SSH
 # (tests/multihost/README.md). The controller builds the images once and ships them as
 # archives (images_source: archive).
 MULTIHOST := inventory/multihost
 images-export: venv docker ## Build the images on this controller and save them as archives for inventory/multihost
-	$(BIN)/ansible-playbook -i $(MULTIHOST) playbooks/images-export.yml
+	time $(BIN)/ansible-playbook -i $(MULTIHOST) playbooks/images-export.yml
 
 multihost-up: venv docker images-export ## Start the two multi-host test hosts (sshd only; the roles install the rest)
-	$(BIN)/ansible-playbook tests/multihost/up.yml
+	time $(BIN)/ansible-playbook tests/multihost/up.yml
 
 multihost: multihost-up ## Start the multi-host test hosts and converge inventory/multihost over SSH (site.yml)
-	$(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
+	time $(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
 
 test-multihost: venv ## Test the converged multi-host inventory from the controller (tests/multihost)
-	TENANCY_MULTIHOST=1 TENANCY_INVENTORY=$(MULTIHOST) $(BIN)/pytest -v tests/multihost
+	TENANCY_MULTIHOST=1 TENANCY_INVENTORY=$(MULTIHOST) $(BIN)/pytest -v tests/multihost --durations=15
 
 multihost-down: venv ## Remove the multi-host test hosts and everything they left on this machine
 	$(BIN)/ansible-playbook tests/multihost/down.yml
@@ -103,8 +121,9 @@ multihost-down: venv ## Remove the multi-host test hosts and everything they lef
 # testinfra suite and its planted breaks; then the hosts go (their engines' memory is
 # what Molecule and the LUKS VM need next).
 multihost-stage: multihost ## make multihost, test-multihost, test-infra and its planted breaks on it, multihost-down
-	$(MAKE) test-multihost
-	$(MAKE) test-infra test-infra-planted INVENTORY=$(MULTIHOST)
+	time $(MAKE) test-multihost
+	time $(MAKE) test-infra INVENTORY=$(MULTIHOST)
+	time $(MAKE) test-infra-planted INVENTORY=$(MULTIHOST)
 	$(MAKE) multihost-down
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
@@ -119,8 +138,11 @@ loadtest-short: venv ## Short versions of every Locust scenario (thresholds enfo
 loadtest-planted: venv ## Prove noisy_neighbour fails when two engines share a core (about 2 minutes)
 	$(BIN)/python loadtests/run.py --planted --inventory $(INVENTORY)
 
+loadtest-short-planted: venv ## loadtest-short, then the planted break in the same lifted-limit window (make test)
+	$(BIN)/python loadtests/run.py --short --planted --inventory $(INVENTORY) all
+
 test-infra: venv ## testinfra checks of the deployed tenants: isolation, hardening, secrets, volumes
-	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v tests/infra
+	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v tests/infra --durations=10
 
 test-infra-planted: venv ## Prove that every tests/infra check catches a planted break
 	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/python tests/infra/plant_breaks.py

@@ -93,6 +93,16 @@ options:
     type: str
     choices: [spread, pack]
     default: spread
+  cpu_oversubscribe:
+    description:
+      - CPU hosts whose core count is known pin each engine to its own cores. When
+        false, a tenant whose cores would be promised to another already (or that asks
+        for more cores than the host has) fails the plan, naming the tenant, C(cpus),
+        the host and who holds the cores.
+      - When true, such tenants share the least used cores instead (no longer isolated
+        from each other); their records say C(cpu_shared) and the plan table says SHARED.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -810,7 +820,10 @@ def _cpu_host(
 
 
 def cpu_sets(
-    tenants: list[dict[str, Any]], placed: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]
+    tenants: list[dict[str, Any]],
+    placed: Mapping[str, Any],
+    hosts: Mapping[str, Mapping[str, Any]],
+    oversubscribe: bool = False,
 ) -> dict[str, str]:
     """CPU sets for the CPU-engine tenants of each host whose core count is known.
 
@@ -818,8 +831,10 @@ def cpu_sets(
     ``tenancy_cpusets_in_use``), as long as it still asks for as many and nobody kept
     them first, so adding, changing or removing a tenant never moves (and so never
     restarts) another. New tenants take free cores in list order. A tenant with
-    ``cpus: N`` gets N cores; tenants without share the host equally. With more demand
-    than cores, tenants share the least used cores: spread out, but no longer isolated.
+    ``cpus: N`` gets N cores; tenants without share the host equally. A core promised
+    to one tenant is never handed to another: with more demand than cores the plan
+    fails, unless ``oversubscribe``, where tenants share the least used cores (spread
+    out, but no longer isolated).
     """
     result: dict[str, str] = {}
     for host, facts in hosts.items():
@@ -845,10 +860,31 @@ def cpu_sets(
         for tenant in pending:
             # Least used cores first, lowest numbers on ties: free cores while there are any.
             block = sorted(sorted(range(cores), key=lambda c: (users[c], c))[: size[tenant["name"]]])
+            wanted = tenant["cpus"] or auto_size
+            if not oversubscribe and (wanted > cores or any(users[c] for c in block)):
+                holders = ", ".join(f"{name} {cpuset}" for name, cpuset in result.items() if cpuset)
+                raise _err(
+                    tenant["name"],
+                    "cpus",
+                    tenant["cpus"] if tenant["cpus"] else f"{wanted} (automatic share)",
+                    f"host {host} has {cores} core(s), {sum(1 for u in users if u)} promised "
+                    f"({holders or 'none'}); a core promised to one tenant is never handed to another. "
+                    "Lower cpus, remove a tenant, pin it to another host, or set tenancy_cpu_oversubscribe: true "
+                    "to let tenants share cores (no longer isolated; the plan says SHARED)",
+                )
             for core in block:
                 users[core] += 1
             result[tenant["name"]] = cpu_list(block)
     return result
+
+
+def cpus_shared(cpusets: Mapping[str, str], host_of: Mapping[str, str]) -> set[str]:
+    """The tenants that share at least one core with another tenant of their host."""
+    owners: dict[tuple[str, int], list[str]] = {}
+    for name, cpuset in cpusets.items():
+        for core in parse_cpu_list(cpuset, 1 << 16):
+            owners.setdefault((host_of[name], core), []).append(name)
+    return {name for names in owners.values() if len(names) > 1 for name in names}
 
 
 def parse_cpu_list(text: str, cores: int) -> list[int]:
@@ -902,6 +938,7 @@ def tenancy_plan(
     allow_unplaced: bool = False,
     models_mount: str = "/models",
     placement: str = "spread",
+    cpu_oversubscribe: bool = False,
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
     defaults = dict(defaults or {})
@@ -927,7 +964,8 @@ def tenancy_plan(
             "Free MIG slices, lower quotas, or set tenancy_allow_unplaced to deploy the rest",
         )
     _check_unique([t for t in validated if t["name"] not in placement.unplaced])
-    cpusets = cpu_sets(validated, placement.placed, hosts)
+    cpusets = cpu_sets(validated, placement.placed, hosts, cpu_oversubscribe)
+    shared_cores = cpus_shared(cpusets, {t["name"]: t["host"] for t in validated})
     mig = placement.mig_starts()
 
     plan = []
@@ -950,6 +988,7 @@ def tenancy_plan(
                     "engine_args": [],
                     "engine_env": {},
                     "cpuset": None,
+                    "cpu_shared": False,
                     "sizing": sizing,
                     "names": object_names(tenant["name"]),
                 }
@@ -974,6 +1013,7 @@ def tenancy_plan(
                     None if profile is None else (profile, start),
                 ),
                 "cpuset": cpusets.get(tenant["name"]),
+                "cpu_shared": tenant["name"] in shared_cores,
                 "sizing": sizing,
                 "names": object_names(tenant["name"]),
             }

@@ -16,7 +16,8 @@ short_description: Render a tenancy plan as aligned text lines
 version_added: "0.1.0"
 description:
   - Takes the output of the tenancy_plan filter and returns a header line and one line
-    per tenant (name, state, host, endpoint, model, mode, quota, GPU fraction, RAM limit).
+    per tenant (name, state, host, endpoint, model, mode, quota, GPU fraction, RAM limit,
+    pinned cores, SHARED when they are shared with another tenant).
 positional: _input
 options:
   _input:
@@ -42,7 +43,7 @@ _value:
 
 def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
     """Render a plan as aligned text lines (one header, one line per tenant)."""
-    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "GPU FRACTION", "RAM LIMIT")
+    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "GPU FRACTION", "RAM LIMIT", "CORES")
     rows = [header]
     for t in plan:
         rows.append(
@@ -56,6 +57,7 @@ def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
                 format_bytes(t["memory_bytes"]),
                 "-" if t["gpu_memory_utilization"] is None else f"{t['gpu_memory_utilization']:.2f}",
                 format_bytes(t["memory_limit"]),
+                (t.get("cpuset") or "-") + (" SHARED" if t.get("cpu_shared") else ""),
             )
         )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]

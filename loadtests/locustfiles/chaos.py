@@ -16,8 +16,10 @@ Settings and thresholds (environment variables):
   CHAOS_MAX_RECOVERY_S   longest acceptable time to recovery (default 120; measured 50-60 s
                          on the 2-core reference machine, see docs/benchmarks.md)
 Enforced: the other tenant got only 200s, the engine came back by restart (RestartCount
-+1, not recreated) within CHAOS_MAX_RECOVERY_S. The target's own failures during the
-outage are reported, not counted against it.
++1, not recreated) within CHAOS_MAX_RECOVERY_S, and what the gateway answered while the
+engine was down (probed every 2 s) was OpenAI-style JSON with Retry-After, not HAProxy's
+HTML page. The target's own failures during the outage are reported, not counted
+against it.
 """
 
 from __future__ import annotations
@@ -54,13 +56,38 @@ Target = bind(ChatUser, TARGET, wait_time=constant_throughput(2), fixed_count=2)
 Other = bind(ChatUser, OTHER, wait_time=constant_throughput(2), fixed_count=2)
 
 
-def chat_answers(tenant: dict) -> bool:
+def chat_answers(tenant: dict, outage: bool = False) -> bool:
+    """One chat through the gateway. During the outage, its error answer is checked and
+    counted in chaos (a gateway that answers nothing at all is a problem too)."""
     payload = {"model": tenant["served_model_name"], "messages": [{"role": "user", "content": "up?"}], "max_tokens": 2}
     headers = {"Authorization": f"Bearer {api_key(INVENTORY, tenant['name'])}"}
     try:
-        return requests.post(f"{base_url(tenant)}/v1/chat/completions", json=payload, headers=headers, timeout=5).ok
-    except requests.RequestException:
+        response = requests.post(f"{base_url(tenant)}/v1/chat/completions", json=payload, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        if outage:
+            chaos.setdefault("outage_problems", []).append(f"no answer: {type(exc).__name__}")
         return False
+    if outage and not response.ok:
+        chaos["outage_answers"] = int(chaos.get("outage_answers", 0)) + 1
+        problem = outage_answer_problem(response)
+        if problem:
+            chaos.setdefault("outage_problems", []).append(problem)
+    return response.ok
+
+
+def outage_answer_problem(response: requests.Response) -> str | None:
+    """What is wrong with an error answer while the engine is down: it must be OpenAI-style
+    JSON ({"error": {...}}) and, from the gateway itself (502/503/504), carry Retry-After."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{status} is not JSON: {response.text[:60]!r}"
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return f"{status} is not an OpenAI-style error: {response.text[:60]!r}"
+    if status in (502, 503, 504) and "Retry-After" not in response.headers:
+        return f"{status} without Retry-After"
+    return None
 
 
 def crash_and_watch(environment) -> None:
@@ -73,6 +100,7 @@ def crash_and_watch(environment) -> None:
     os.kill(attrs["State"]["Pid"], signal.SIGKILL)
     print(f"chaos: SIGKILL to {engine} (pid {attrs['State']['Pid']})")
     gevent.sleep(1)
+    probed_at = 0.0
     while time.monotonic() - killed_at < GIVE_UP_S:
         _status, health, restarts = container_state(engine, client)
         if health == "healthy" and "healthy_s" not in chaos:
@@ -81,6 +109,9 @@ def crash_and_watch(environment) -> None:
             chaos["recovered_s"] = time.monotonic() - killed_at
             chaos["restarts_after"] = restarts
             break
+        if health != "healthy" and time.monotonic() - probed_at >= 2:
+            probed_at = time.monotonic()
+            chat_answers(TARGET, outage=True)  # what a client gets while the engine is down
         gevent.sleep(0.5)
     gevent.sleep(TAIL_S)
     environment.runner.quit()
@@ -108,6 +139,11 @@ def enforce_thresholds(environment, **_kwargs) -> None:
             problems.append(f"recovery took {float(recovered):.1f} s > {MAX_RECOVERY_S:.0f} s")
         if chaos["restarts_after"] != int(chaos["restarts_before"]) + 1:
             problems.append(f"RestartCount {chaos['restarts_before']} -> {chaos['restarts_after']}: not one restart")
+    outage_problems = list(chaos.get("outage_problems", []))
+    if "restarts_before" in chaos and not chaos.get("outage_answers") and not outage_problems:
+        problems.append("no error answer was seen while the engine was down (nothing probed)")
+    if outage_problems:
+        problems.append(f"answers while the engine was down: {sorted(set(outage_problems))[:5]}")
     write_tenant_csv(environment, tenant_rows(environment.stats, [TARGET["name"], OTHER["name"]]))
     enforce(
         environment,
@@ -116,5 +152,7 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         f"{TARGET['name']} engine killed; healthy again after {float(chaos.get('healthy_s', -1)):.1f} s, "
         f"first 200 after {float(chaos.get('recovered_s', -1)):.1f} s (max {MAX_RECOVERY_S:.0f} s); "
         f"{TARGET['name']}: {target.num_failures} of {target.num_requests} failed during the outage; "
+        f"{int(chaos.get('outage_answers', 0))} error answer(s) probed, all JSON with Retry-After "
+        f"unless listed; "
         f"{OTHER['name']}: {other.num_failures} of {other.num_requests} failed",
     )

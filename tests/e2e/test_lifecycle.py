@@ -4,6 +4,7 @@ the others, and state: absent removes everything of a tenant."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import docker
@@ -54,6 +55,20 @@ def test_unknown_field_fails_before_any_change(docker_client, tenants):
     assert start_times(docker_client, tenants) == before
 
 
+def test_a_tenant_that_needs_promised_cores_fails_before_any_change(docker_client, tenants):
+    """A core promised to one tenant is never handed to another: companyC asks for every
+    core of this host, and companyA and companyB hold one each."""
+    before = start_times(docker_client, tenants)
+    cores = len(os.sched_getaffinity(0))
+    result = run_site(*tenants_arg([*DEMO, {"name": "companyC", "port": 30003, "cpus": cores}]))
+    said = " ".join(result.stdout.split())
+    assert result.returncode != 0
+    assert f"tenant 'companyC': field 'cpus' has invalid value {cores}: host " in said
+    assert "a core promised to one tenant is never handed to another" in said
+    assert "TASK [images" not in result.stdout, "a host task ran although the plan was invalid"
+    assert start_times(docker_client, tenants) == before
+
+
 def test_quota_too_small_for_max_model_len_fails_before_any_change(docker_client, tenants):
     """The oom harness's deploy-side half: a quota that cannot hold max_model_len x
     concurrency tokens is refused by the planner, naming the numbers, before any host
@@ -89,7 +104,8 @@ def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client,
     before = start_times(docker_client, tenants)
     broken = {"name": "companyC", "port": 30003, "model": "no-such-model"}
     try:
-        result = run_site(*tenants_arg([*DEMO, broken]))
+        # A third tenant on the two-core CI machine has to share a core, by choice.
+        result = run_site(*tenants_arg([*DEMO, broken]), "-e", "tenancy_cpu_oversubscribe=true")
         assert result.returncode != 0
         assert "tenant companyC: tenancy-companyC-engine is not healthy" in result.stdout
         assert "Last log lines:" in result.stdout

@@ -63,6 +63,10 @@ def copy_flags(attrs: dict) -> list[str]:
         if mount["Type"] == "bind":
             flags += ["--mount", f"type=bind,src={mount['Source']},dst={mount['Destination']}"]
             flags[-1] += "" if mount["RW"] else ",readonly"
+    log = host["LogConfig"]
+    flags += ["--log-driver", log["Type"]]
+    for option, value in (log.get("Config") or {}).items():
+        flags += ["--log-opt", f"{option}={value}"]
     return [*flags, "--network", host["NetworkMode"]]
 
 
@@ -307,6 +311,12 @@ BREAKS = [
         "no-pids-limit",
         "test_container_is_hardened[limits_set]",
         hardening_break("limits_set", lambda f: [*without(f, "--pids-limit"), "--pids-limit", "-1"]),
+    ),
+    Break(
+        "log-unbounded",
+        "test_container_is_hardened[logs_bounded]",
+        # Explicitly unbounded: a daemon.json default would fill in a missing max-size.
+        hardening_break("logs_bounded", lambda f: [*without(f, "--log-opt"), "--log-opt", "max-size=-1"]),
     ),
     Break("host-path-mount", "test_container_mounts_only_its_own_paths", mounts_host_path),
     Break("models-writable", "test_container_mounts_only_its_own_paths", models_writable),

@@ -1,5 +1,6 @@
 """Hardening of every tenant container: no root, read-only rootfs, no capabilities, no
-privilege gain, no Docker socket, only the expected host paths, memory and pids limits."""
+privilege gain, no Docker socket, only the expected host paths, memory and pids limits,
+bounded logs."""
 
 from __future__ import annotations
 

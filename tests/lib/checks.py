@@ -82,6 +82,24 @@ def limits_set(attrs: dict) -> list[str]:
     return problems
 
 
+def logs_bounded(attrs: dict) -> list[str]:
+    """The container's own log is capped: json-file needs max-size (not -1) and max-file,
+    set on the container (a daemon.json default would show here too, merged in by
+    Docker; the role sets them itself). local caps by default; none keeps nothing."""
+    log = attrs["HostConfig"]["LogConfig"]
+    driver, options = log["Type"], log.get("Config") or {}
+    if driver in ("none", "local"):
+        return [] if options.get("max-size", "1") != "-1" else [f"{driver} log with max-size -1"]
+    if driver != "json-file":
+        return [f"log driver {driver}: not bounded on the host by Docker"]
+    problems = []
+    if options.get("max-size", "-1") == "-1":
+        problems.append(f"json-file log without a size cap (max-size {options.get('max-size')!r})")
+    if not options.get("max-file"):
+        problems.append("json-file log without max-file")
+    return problems
+
+
 HARDENING = {
     "non_root": non_root,
     "read_only_rootfs": read_only_rootfs,
@@ -89,6 +107,7 @@ HARDENING = {
     "no_new_privileges": no_new_privileges,
     "no_docker_socket": no_docker_socket,
     "limits_set": limits_set,
+    "logs_bounded": logs_bounded,
 }
 
 

@@ -1,7 +1,7 @@
 """The network isolation probe, kept apart from the tests so that the planted-break
-checks (tests/e2e and tests/infra/plant_breaks.py) can prove it catches a break.
+checks (tests/infra/plant_breaks.py) can prove it catches a break.
 
-Every function takes a docker SDK client (e2e) or a docker_view.DockerView (infra)."""
+Every function takes a docker SDK client or a docker_view.DockerView (tests/infra)."""
 
 from __future__ import annotations
 
@@ -32,17 +32,6 @@ def engine_address(client: docker.DockerClient | DockerView, tenant: dict) -> st
 def can_connect(client: docker.DockerClient | DockerView, source: str, target: str, port: int = 8000) -> bool:
     """True when `source` (a running container with python3) can open TCP to target:port."""
     return view(client).exec(source, ["python3", "-c", PROBE, target, str(port)]) == 0
-
-
-def reachable_peers(client: docker.DockerClient | DockerView, tenants: dict[str, dict]) -> list[str]:
-    """Every (source engine -> target engine) pair that can connect, by name or by IP. Empty is good."""
-    breaches = []
-    for source in tenants.values():
-        for target in tenants.values():
-            if source["name"] == target["name"]:
-                continue
-            breaches.extend(pair_breaches(client, source, target))
-    return breaches
 
 
 def pair_breaches(

@@ -3,6 +3,7 @@ its plan, and each host reached the way the playbooks reach it (Ansible over SSH
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -59,6 +60,16 @@ def ssh_as_login_user(host: str, *argv: str) -> str:
         f"{spec['user']}@{spec['address']}", *argv,
     ]  # fmt: skip
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def manually_stopped(host: str, container: str) -> bool:
+    """Docker's own record (config.v2.json; `docker inspect` does not show it) that the
+    container was stopped by hand: any `docker kill`, even of a signal it survives, sets
+    it, and an unless-stopped container so marked stays down after dockerd restarts."""
+    root = on_host(host, "docker", "info", "--format", "{{.DockerRootDir}}").strip()
+    container_id = on_host(host, "docker", "inspect", "--format", "{{.Id}}", container).strip()
+    config = json.loads(on_host(host, "cat", f"{root}/containers/{container_id}/config.v2.json"))
+    return bool(config["HasBeenManuallyStopped"])
 
 
 def containers_on(host: str) -> dict[str, str]:

@@ -12,7 +12,15 @@ import time
 import openai
 import pytest
 import requests
-from multihost_env import INVENTORY, TEST_HOSTS, containers_on, on_host, playbook, ssh_as_login_user
+from multihost_env import (
+    INVENTORY,
+    TEST_HOSTS,
+    containers_on,
+    manually_stopped,
+    on_host,
+    playbook,
+    ssh_as_login_user,
+)
 from tenancy_inventory import api_key, base_url, key_file, recap_changed
 
 HOSTS = [h["name"] for h in TEST_HOSTS["multihost_hosts"]]
@@ -213,6 +221,11 @@ def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory,
     codes = [chat_status(delta, api_key(inventory, ADDED)) for _ in range(6)]
     assert codes.count(429) >= 2, codes
     others_untouched("tenant-update rpm_limit")
+    # The reload must not leave the gateway marked as stopped by hand, or Docker would not
+    # start it again after a daemon restart. The planted break: the old way to reload.
+    assert not manually_stopped("mh2", names[1]), "the reload marked the gateway as manually stopped"
+    on_host("mh2", "docker", "kill", "--signal", "USR2", names[1])
+    assert manually_stopped("mh2", names[1]), "the check missed a gateway reloaded with docker kill"
 
     # A max_model_len change recreates that engine only.
     updated = playbook("tenant-update.yml", "-e", f"tenant={ADDED}", "-e", "max_model_len=256")

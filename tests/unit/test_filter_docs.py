@@ -13,6 +13,7 @@ FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
         "tenancy_host_engines",
+        "tenancy_host_tenants",
         "tenancy_mig",
         "tenancy_mig_state",
         "tenancy_nvidia_driver",

@@ -32,6 +32,7 @@ def container(**host_config) -> dict:
         "Memory": 1 << 30,
         "PidsLimit": 256,
         "PortBindings": {},
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
     }
     return {
         "Config": {"User": "1000:1000"},
@@ -62,6 +63,10 @@ def test_a_hardened_engine_passes_every_check():
         ("no_new_privileges", {"SecurityOpt": None}),
         ("limits_set", {"Memory": 0}),
         ("limits_set", {"PidsLimit": -1}),
+        ("logs_bounded", {"LogConfig": {"Type": "json-file", "Config": {}}}),
+        ("logs_bounded", {"LogConfig": {"Type": "json-file", "Config": {"max-size": "-1", "max-file": "3"}}}),
+        ("logs_bounded", {"LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}}}),
+        ("logs_bounded", {"LogConfig": {"Type": "syslog", "Config": {}}}),
     ],
 )
 def test_each_hardening_check_reports_its_break(check, change):

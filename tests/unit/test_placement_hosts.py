@@ -8,6 +8,7 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import given
 from hypothesis import strategies as st
 from tenancy_host_engines import tenancy_host_engines
+from tenancy_host_tenants import tenancy_host_tenants
 from tenancy_plan import tenancy_plan
 from tenancy_plan_diff import tenancy_plan_diff
 
@@ -181,3 +182,48 @@ def test_host_engines_of_nothing_is_empty():
 def test_host_engines_refuses_what_is_not_a_container_list(bad):
     with pytest.raises(AnsibleFilterError, match="tenancy_host_engines"):
         tenancy_host_engines(bad)
+
+
+# --- tenancy_host_tenants: what one host converges -----------------------------------
+
+
+def _record(name: str, host: str | None, state: str = "present", mode: str = "cpu") -> dict:
+    return {"name": name, "host": host, "state": state, "mode": mode}
+
+
+PLAN = [
+    _record("a", "h1"),
+    _record("b", "h2"),
+    _record("c", None, state="absent", mode=None),
+    _record("d", "h1", state="unplaced", mode=None),
+    _record("e", "h1", mode="shared"),
+    _record("f", "h1", state="absent"),
+]
+
+
+def test_host_tenants_keeps_its_own_and_unlocated_absent_records_in_plan_order():
+    assert [r["name"] for r in tenancy_host_tenants(PLAN, "h1")] == ["a", "c", "e", "f"]
+    assert [r["name"] for r in tenancy_host_tenants(PLAN, "h2")] == ["b", "c"]
+
+
+def test_host_tenants_keeps_only_the_named_ones():
+    assert [r["name"] for r in tenancy_host_tenants(PLAN, "h1", ["e", "b"])] == ["e"]
+    assert tenancy_host_tenants(PLAN, "h1", []) == []
+
+
+def test_host_tenants_of_one_mode_are_present_ones():
+    assert [r["name"] for r in tenancy_host_tenants(PLAN, "h1", None, "cpu")] == ["a"]
+    assert [r["name"] for r in tenancy_host_tenants(PLAN, "h1", None, "shared")] == ["e"]
+
+
+@pytest.mark.parametrize(
+    ("plan", "names", "message"),
+    [
+        ("a,b", None, "the plan is str"),
+        ([{"host": "h1"}], None, "a plan record has no name"),
+        (PLAN, "a", "names is str"),
+    ],
+)
+def test_host_tenants_refuses_what_is_not_a_plan(plan, names, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        tenancy_host_tenants(plan, "h1", names)

@@ -341,9 +341,43 @@ def test_absent_tenants_take_no_cores_or_gpu():
     assert {t["name"]: t["cpuset"] for t in plan} == {"companyA": None, "companyB": "0"}
 
 
-def test_more_tenants_than_cores_wrap_around():
+def test_a_core_promised_to_a_tenant_is_never_handed_to_another():
+    """Three one-core tenants on two cores: the third is refused, naming the tenant, the
+    field, its value, the host and who holds the cores."""
     tenants = [{"name": f"t{i}", "port": 30000 + i} for i in range(3)]
-    assert [t["cpuset"] for t in tenancy_plan(tenants, {"cpus": 1}, cpu_hosts(2))] == ["0", "1", "0"]
+    with pytest.raises(AnsibleFilterError) as error:
+        tenancy_plan(tenants, {"cpus": 1}, cpu_hosts(2))
+    message = str(error.value)
+    assert message.startswith("tenant 't2': field 'cpus' has invalid value 1: host h has 2 core(s), 2 promised")
+    assert "(t0 0, t1 1)" in message and "tenancy_cpu_oversubscribe" in message
+
+
+def test_more_cores_than_the_host_has_are_refused():
+    with pytest.raises(AnsibleFilterError, match="tenant 'companyA': field 'cpus' has invalid value 3: host h has 2"):
+        tenancy_plan([{**A, "cpus": 3}], {}, cpu_hosts(2))
+
+
+def test_running_tenants_keep_their_cores_and_a_newcomer_is_refused():
+    """What #13 measured: tenant-add of a third tenant on a full host used to pin it onto
+    companyA's core silently."""
+    hosts = {"h": {"tenancy_cpus": 2, "tenancy_cpusets_in_use": {"companyA": "0", "companyB": "1"}}}
+    with pytest.raises(AnsibleFilterError, match=r"tenant 'c': field 'cpus'.*companyA 0, companyB 1"):
+        tenancy_plan([A, B, {"name": "c", "port": 30003}], {"cpus": 1}, hosts)
+
+
+def test_oversubscription_is_an_explicit_visible_choice():
+    tenants = [{"name": f"t{i}", "port": 30000 + i} for i in range(3)]
+    plan = tenancy_plan(tenants, {"cpus": 1}, cpu_hosts(2), cpu_oversubscribe=True)
+    assert [t["cpuset"] for t in plan] == ["0", "1", "0"]
+    assert [t["cpu_shared"] for t in plan] == [True, False, True]
+    table = tenancy_plan_table(plan)
+    assert table[0].split()[-1] == "CORES"
+    assert table[1].endswith("0 SHARED") and table[2].endswith("1") and table[3].endswith("0 SHARED")
+
+
+def test_isolated_tenants_are_not_marked_shared():
+    plan = tenancy_plan([A, B], {"cpus": 1}, cpu_hosts(2))
+    assert [t["cpu_shared"] for t in plan] == [False, False]
 
 
 def test_unknown_core_count_means_no_pinning():

@@ -1,7 +1,7 @@
 """The tenants' LUKS2 volumes inside the VM (testinfra, ansible backend).
 
-verify runs twice: after converge (three open volumes) and after side_effect (reboot,
-rotation of alpha's key, removal of beta and gamma). /root/evidence/phase tells which.
+verify runs twice: after converge (two open volumes) and after side_effect (reboot,
+rotation of alpha's key, removal of beta). /root/evidence/phase tells which.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ EVIDENCE = "/root/evidence"
 DEVICES = {
     "alpha": "/var/lib/tenancy/volumes/alpha.img",
     "beta": "/dev/vdb",
-    "gamma": "/var/lib/tenancy/volumes/gamma.img",
 }
 
 
@@ -22,7 +21,7 @@ def after_side_effect(host) -> bool:
 
 
 def live_tenants(host) -> list[str]:
-    return ["alpha"] if after_side_effect(host) else ["alpha", "beta", "gamma"]
+    return ["alpha"] if after_side_effect(host) else ["alpha", "beta"]
 
 
 def opens(host, device: str, keyfile: str) -> bool:
@@ -87,12 +86,9 @@ def test_removed_volumes_are_crypto_erased(host):
         pytest.skip("nothing removed before the first verify")
     assert not opens(host, "/dev/vdb", f"{EVIDENCE}/beta.key"), "beta's old key still opens its device"
     assert host.run("cryptsetup isLuks /dev/vdb").rc != 0, "a LUKS header survived on beta's device"
-    assert not host.file(DEVICES["gamma"]).exists
-    assert "gamma.img" not in host.run("losetup --list").stdout
     crypttab = host.file("/etc/crypttab").content_string
     fstab = host.file("/etc/fstab").content_string
-    for name in ("beta", "gamma"):
-        assert f"tenancy-{name}-data" not in crypttab and f"tenancy-{name}-data" not in fstab
-        assert host.run(f"cryptsetup status tenancy-{name}-data").rc != 0
-        assert not host.file(f"/etc/tenancy/{name}/volume").exists
-        assert not host.file(f"{DATA}/{name}").exists
+    assert "tenancy-beta-data" not in crypttab and "tenancy-beta-data" not in fstab
+    assert host.run("cryptsetup status tenancy-beta-data").rc != 0
+    assert not host.file("/etc/tenancy/beta/volume").exists
+    assert not host.file(f"{DATA}/beta").exists
