@@ -15,7 +15,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
-  loadtest-short loadtest-planted loadtest-short-planted scenarios test-infra test-infra-planted test-gpu images-export multihost \
+  loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
+  multihost-checks volume+images e2e+multihost multihost-checks+scenarios scenarios-in-turn \
+  test-infra test-infra-planted test-gpu images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
@@ -69,10 +71,9 @@ molecule: venv docker ## Molecule scenarios of the host roles (docker: Docker-in
 	cd roles/nvidia_container_toolkit && molecule test -s repo_only
 	cd roles/nvidia_driver && molecule test -s check_mode
 
-# The last stage of `make test`: the host roles' Molecule scenarios and the LUKS VM side by
-# side. Neither measures time, and they share nothing (Docker-in-Docker instances; a qemu
-# VM), so the 2-core CI machine runs them at once; each one's output is printed whole
-# when it ends.
+# The host roles' Molecule scenarios and the LUKS VM side by side: neither measures time,
+# and they share nothing (Docker-in-Docker instances; a qemu VM). Each one's output is
+# printed whole when it ends.
 scenarios: venv docker ## molecule and volume-vm at once (make -j2)
 	$(MAKE) --no-print-directory -j2 --output-sync=target molecule volume-vm
 
@@ -82,11 +83,19 @@ test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML mem
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
-# The Locust scenarios and their planted break use the tenants that e2e leaves deployed,
-# one after another (rate_limit leaves companyA at its limit for a minute or two). The
-# testinfra suite and its planted breaks run against the multi-host deployment.
-# Each stage's time is printed at the end (also when one fails): where CI's minutes go.
-TEST_STAGES := lint unit volume e2e loadtest-short-planted multihost-stage scenarios
+# `make test`, on a 2-core machine within CI's budget (docs/benchmarks.md, "CI time"):
+# 1. the fast tier: lint, unit;
+# 2. the LUKS loop-device tests beside the image build (images-export: the same images
+#    the demo runs, saved as archives for the multi-host hosts);
+# 3. e2e (deploys the demo tenants) beside the multi-host bring-up (up.yml and its
+#    converge over SSH): neither measures time;
+# 4. the Locust scenarios and their planted break, alone: the multi-host hosts are
+#    paused meanwhile (their idle engines would share the cores the scenarios measure);
+# 5. the multi-host suite, testinfra and its planted breaks beside Molecule and then the
+#    LUKS VM, with the demo's tenants paused; then the multi-host hosts go.
+# Side-by-side jobs print their output whole when each ends. Each stage's time is printed
+# at the end (also when one fails): where CI's minutes go.
+TEST_STAGES := lint unit volume+images e2e+multihost loadtests multihost-checks+scenarios multihost-down
 test: ## Everything CI runs, stage by stage, then each stage's time
 	@t0=$$(date +%s); times=""; \
 	for stage in $(TEST_STAGES); do \
@@ -108,7 +117,12 @@ images-export: venv docker ## Build the images on this controller and save them 
 multihost-up: venv docker images-export ## Start the two multi-host test hosts (sshd only; the roles install the rest)
 	time $(BIN)/ansible-playbook tests/multihost/up.yml
 
-multihost: multihost-up ## Start the multi-host test hosts and converge inventory/multihost over SSH (site.yml)
+multihost: venv docker images-export ## Start the multi-host test hosts and converge inventory/multihost over SSH (site.yml)
+	$(MAKE) --no-print-directory multihost-bringup
+
+# up.yml and the converge, assuming the archives exist (make multihost, make test).
+multihost-bringup: venv
+	time $(BIN)/ansible-playbook tests/multihost/up.yml
 	time $(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
 
 test-multihost: venv ## Test the converged multi-host inventory from the controller (tests/multihost)
@@ -117,14 +131,45 @@ test-multihost: venv ## Test the converged multi-host inventory from the control
 multihost-down: venv ## Remove the multi-host test hosts and everything they left on this machine
 	$(BIN)/ansible-playbook tests/multihost/down.yml
 
-# The multi-host stage of `make test`: one deployment serves the multi-host suite, the
-# testinfra suite and its planted breaks; then the hosts go (their engines' memory is
-# what Molecule and the LUKS VM need next).
-multihost-stage: multihost ## make multihost, test-multihost, test-infra and its planted breaks on it, multihost-down
-	time $(MAKE) test-multihost
-	time $(MAKE) test-infra INVENTORY=$(MULTIHOST)
-	time $(MAKE) test-infra-planted INVENTORY=$(MULTIHOST)
-	$(MAKE) multihost-down
+# One multi-host deployment serves the multi-host suite, the testinfra suite and its
+# planted breaks.
+multihost-checks: venv ## On the converged multi-host hosts: test-multihost, test-infra and its planted breaks
+	time $(MAKE) --no-print-directory test-multihost
+	time $(MAKE) --no-print-directory test-infra INVENTORY=$(MULTIHOST)
+	time $(MAKE) --no-print-directory test-infra-planted INVENTORY=$(MULTIHOST)
+
+multihost-stage: multihost ## make multihost, multihost-checks, multihost-down
+	$(MAKE) --no-print-directory multihost-checks
+	$(MAKE) --no-print-directory multihost-down
+
+# The stages of `make test` that run two jobs side by side (see TEST_STAGES).
+volume+images: venv docker
+	$(MAKE) --no-print-directory -j2 --output-sync=target volume images-export
+
+e2e+multihost: venv docker
+	$(MAKE) --no-print-directory -j2 --output-sync=target e2e multihost-bringup
+
+# The demo's tenants are paused meanwhile (nothing reads them any more; idle engines poll).
+multihost-checks+scenarios: venv docker
+	@demo=$$(docker ps -q --filter label=tenancy.tenant --filter status=running); \
+	if [ -n "$$demo" ]; then echo "pausing the demo tenants"; docker pause $$demo >/dev/null; fi; \
+	rc=0; $(MAKE) --no-print-directory -j2 --output-sync=target multihost-checks scenarios-in-turn || rc=$$?; \
+	if [ -n "$$demo" ]; then docker unpause $$demo >/dev/null; echo "demo tenants resumed"; fi; \
+	exit $$rc
+
+# Molecule, then the LUKS VM: one job beside multihost-checks, which takes as long.
+scenarios-in-turn: venv docker
+	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory volume-vm
+
+# The Locust scenarios and their planted break (on the tenants e2e leaves deployed) with
+# the multi-host test hosts, if up, paused: the freezer stops their engines' idle polling.
+loadtests: venv ## loadtest-short-planted with the multi-host test hosts paused
+	@hosts=$$(docker ps -q --filter label=tenancy.multihost=true --filter status=running); \
+	if [ -n "$$hosts" ]; then echo "pausing the multi-host test hosts"; docker pause $$hosts >/dev/null; fi; \
+	rc=0; $(MAKE) --no-print-directory loadtest-short-planted || rc=$$?; \
+	if [ -n "$$hosts" ]; then docker unpause $$hosts >/dev/null; echo "multi-host test hosts resumed"; fi; \
+	exit $$rc
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.

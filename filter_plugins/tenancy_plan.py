@@ -964,6 +964,11 @@ def tenancy_plan(
             "Free MIG slices, lower quotas, or set tenancy_allow_unplaced to deploy the rest",
         )
     _check_unique([t for t in validated if t["name"] not in placement.unplaced])
+    # What is wrong with a tenant itself is reported before what does not fit on its host.
+    sizings = {t["name"]: tenancy_sizing.tenancy_sizing(t, models_dir) for t in validated}
+    for tenant in validated:
+        if tenant["name"] not in placement.unplaced:
+            _check_minimum(tenant, sizings[tenant["name"]], on_gpu=placement.placed[tenant["name"]] is not None)
     cpusets = cpu_sets(validated, placement.placed, hosts, cpu_oversubscribe)
     shared_cores = cpus_shared(cpusets, {t["name"]: t["host"] for t in validated})
     mig = placement.mig_starts()
@@ -972,7 +977,7 @@ def tenancy_plan(
     for tenant in sorted(validated, key=lambda t: t["name"].lower()):
         record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
         record["endpoint"] = endpoint(tenant, hosts)
-        sizing = tenancy_sizing.tenancy_sizing(tenant, models_dir)
+        sizing = sizings[tenant["name"]]
         if tenant["name"] in placement.unplaced:
             plan.append(
                 {
@@ -995,7 +1000,6 @@ def tenancy_plan(
             )
             continue
         gpu = placement.placed[tenant["name"]]
-        _check_minimum(tenant, sizing, on_gpu=gpu is not None)
         profile, start = mig.get(tenant["name"], (None, None))
         plan.append(
             {

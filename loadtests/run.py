@@ -75,7 +75,10 @@ SCENARIOS = [
         False,
         ["-u", "4", "-r", "4", "-t", "400s"],
         ["-u", "4", "-r", "4", "-t", "300s"],
-        env_short={"CHAOS_KILL_AFTER_S": "5", "CHAOS_TAIL_S": "3"},
+        # Recovery is nearly all vLLM's start-up, which varies with the machine: 52-60 s on
+        # the reference machine, 95-105 s on 2026-11-29's (docs/benchmarks.md). The CI
+        # gate allows 150 s; the full run keeps the scenario's 120 s.
+        env_short={"CHAOS_KILL_AFTER_S": "5", "CHAOS_TAIL_S": "3", "CHAOS_MAX_RECOVERY_S": "150"},
     ),
     Scenario(
         "rate_limit",

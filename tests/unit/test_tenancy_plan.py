@@ -403,3 +403,13 @@ def test_engine_runs_as_an_arbitrary_uid(on_gpu):
     for variable in ("XDG_CACHE_HOME", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "VLLM_CACHE_ROOT"):
         assert env[variable].startswith(root), variable
     assert env["VLLM_CONFIG_ROOT"].startswith("/tmp/")
+
+
+def test_a_tenant_too_small_for_itself_is_reported_before_cores_it_cannot_get():
+    """The tenant's own fault first: on a full two-core host, a third tenant whose quota
+    cannot hold max_model_len x concurrency is refused for its quota, not for its cores."""
+    small = {"name": "c", "port": 30003, "gpu_memory": "1G", "max_model_len": 4096, "concurrency": 400}
+    with pytest.raises(
+        AnsibleFilterError, match=r"tenant 'c': field 'gpu_memory'.*max_model_len 4096 x concurrency 400"
+    ):
+        tenancy_plan([A, B, small], {"cpus": 1}, cpu_hosts(2))
