@@ -92,7 +92,7 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 # 4. the Locust scenarios and their planted break, alone: the multi-host hosts are
 #    paused meanwhile (their idle engines would share the cores the scenarios measure);
 # 5. the multi-host suite, testinfra and its planted breaks beside Molecule and then the
-#    LUKS VM, with the demo's tenants paused; then the multi-host hosts go.
+#    LUKS VM, with the demo's tenants stopped; then the multi-host hosts go.
 # Side-by-side jobs print their output whole when each ends. Each stage's time is printed
 # at the end (also when one fails): where CI's minutes go.
 TEST_STAGES := lint unit volume+images e2e+multihost loadtests multihost-checks+scenarios multihost-down
@@ -149,12 +149,13 @@ volume+images: venv docker
 e2e+multihost: venv docker
 	$(MAKE) --no-print-directory -j2 --output-sync=target e2e multihost-bringup
 
-# The demo's tenants are paused meanwhile (nothing reads them any more; idle engines poll).
+# The demo's tenants are stopped meanwhile (nothing reads them any more): their memory is
+# what the VM and the multi-host engines need, and idle engines poll. Started again after.
 multihost-checks+scenarios: venv docker
 	@demo=$$(docker ps -q --filter label=tenancy.tenant --filter status=running); \
-	if [ -n "$$demo" ]; then echo "pausing the demo tenants"; docker pause $$demo >/dev/null; fi; \
+	if [ -n "$$demo" ]; then echo "stopping the demo tenants"; docker stop $$demo >/dev/null; fi; \
 	rc=0; $(MAKE) --no-print-directory -j2 --output-sync=target multihost-checks scenarios-in-turn || rc=$$?; \
-	if [ -n "$$demo" ]; then docker unpause $$demo >/dev/null; echo "demo tenants resumed"; fi; \
+	if [ -n "$$demo" ]; then docker start $$demo >/dev/null; echo "demo tenants started again"; fi; \
 	exit $$rc
 
 # Molecule, then the LUKS VM: one job beside multihost-checks, which takes as long.
