@@ -824,7 +824,7 @@ def cpu_sets(
     placed: Mapping[str, Any],
     hosts: Mapping[str, Mapping[str, Any]],
     oversubscribe: bool = False,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], set[str]]:
     """CPU sets for the CPU-engine tenants of each host whose core count is known.
 
     Sticky: a tenant that already runs keeps its cores (hosts report them as
@@ -834,9 +834,10 @@ def cpu_sets(
     ``cpus: N`` gets N cores; tenants without share the host equally. A core promised
     to one tenant is never handed to another: with more demand than cores the plan
     fails, unless ``oversubscribe``, where tenants share the least used cores (spread
-    out, but no longer isolated).
+    out, but no longer isolated). Returns the cpusets and the tenants that share a core.
     """
     result: dict[str, str] = {}
+    shared: set[str] = set()
     for host, facts in hosts.items():
         cores = int((facts or {}).get("tenancy_cpus") or 0)
         here = [t for t in tenants if t["host"] == host and placed[t["name"]] is None and t["state"] == "present"]
@@ -848,13 +849,14 @@ def cpu_sets(
         auto_size = max(1, (cores - fixed) // len(automatic)) if automatic else 0
         size = {t["name"]: min(t["cpus"] or auto_size, cores) for t in here}
         users = [0] * cores
+        blocks: dict[str, list[int]] = {}
         pending = []
         for tenant in here:
             kept = parse_cpu_list(in_use.get(tenant["name"], ""), cores)
             if kept and len(kept) == size[tenant["name"]] and all(users[c] == 0 for c in kept):
                 for core in kept:
                     users[core] += 1
-                result[tenant["name"]] = cpu_list(kept)
+                blocks[tenant["name"]] = kept
             else:
                 pending.append(tenant)
         for tenant in pending:
@@ -862,7 +864,7 @@ def cpu_sets(
             block = sorted(sorted(range(cores), key=lambda c: (users[c], c))[: size[tenant["name"]]])
             wanted = tenant["cpus"] or auto_size
             if not oversubscribe and (wanted > cores or any(users[c] for c in block)):
-                holders = ", ".join(f"{name} {cpuset}" for name, cpuset in result.items() if cpuset)
+                holders = ", ".join(f"{name} {cpu_list(cores_)}" for name, cores_ in blocks.items())
                 raise _err(
                     tenant["name"],
                     "cpus",
@@ -874,17 +876,12 @@ def cpu_sets(
                 )
             for core in block:
                 users[core] += 1
-            result[tenant["name"]] = cpu_list(block)
-    return result
-
-
-def cpus_shared(cpusets: Mapping[str, str], host_of: Mapping[str, str]) -> set[str]:
-    """The tenants that share at least one core with another tenant of their host."""
-    owners: dict[tuple[str, int], list[str]] = {}
-    for name, cpuset in cpusets.items():
-        for core in parse_cpu_list(cpuset, 1 << 16):
-            owners.setdefault((host_of[name], core), []).append(name)
-    return {name for names in owners.values() if len(names) > 1 for name in names}
+            blocks[tenant["name"]] = block
+        for name, block in blocks.items():
+            result[name] = cpu_list(block)
+            if any(users[c] > 1 for c in block):
+                shared.add(name)
+    return result, shared
 
 
 def parse_cpu_list(text: str, cores: int) -> list[int]:
@@ -969,8 +966,7 @@ def tenancy_plan(
     for tenant in validated:
         if tenant["name"] not in placement.unplaced:
             _check_minimum(tenant, sizings[tenant["name"]], on_gpu=placement.placed[tenant["name"]] is not None)
-    cpusets = cpu_sets(validated, placement.placed, hosts, cpu_oversubscribe)
-    shared_cores = cpus_shared(cpusets, {t["name"]: t["host"] for t in validated})
+    cpusets, shared_cores = cpu_sets(validated, placement.placed, hosts, cpu_oversubscribe)
     mig = placement.mig_starts()
 
     plan = []

@@ -413,3 +413,16 @@ def test_a_tenant_too_small_for_itself_is_reported_before_cores_it_cannot_get():
         AnsibleFilterError, match=r"tenant 'c': field 'gpu_memory'.*max_model_len 4096 x concurrency 400"
     ):
         tenancy_plan([A, B, small], {"cpus": 1}, cpu_hosts(2))
+
+
+def test_the_refusal_names_only_the_holders_on_that_host():
+    hosts = {"h1": {"tenancy_cpus": 2}, "h2": {"tenancy_cpus": 1}}
+    tenants = [
+        {"name": "a", "port": 30001, "host": "h1"},
+        {"name": "b", "port": 30002, "host": "h1"},
+        {"name": "c", "port": 30003, "host": "h2"},
+        {"name": "d", "port": 30004, "host": "h2"},
+    ]
+    with pytest.raises(AnsibleFilterError) as error:
+        tenancy_plan(tenants, {"cpus": 1}, hosts)
+    assert "tenant 'd': field 'cpus' has invalid value 1: host h2 has 1 core(s), 1 promised (c 0);" in str(error.value)
