@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tenancy_plan_diff import plan_records
 
 DOCUMENTATION = r"""
 name: tenancy_host_tenants
@@ -66,23 +71,18 @@ def tenancy_host_tenants(
     plan: Any, host: str, names: Sequence[str] | None = None, mode: str | None = None
 ) -> list[Mapping[str, Any]]:
     """The plan records `host` converges (see DOCUMENTATION)."""
-    if isinstance(plan, (str, bytes, Mapping)) or not isinstance(plan, Sequence):
-        raise AnsibleFilterError(f"tenancy_host_tenants: the plan is {type(plan).__name__}, not a list of records")
+    records = plan_records(plan, "tenancy_host_tenants")
     if names is not None and (isinstance(names, (str, bytes, Mapping)) or not isinstance(names, Sequence)):
         raise AnsibleFilterError(f"tenancy_host_tenants: names is {type(names).__name__}, not a list of tenant names")
     wanted = None if names is None else {str(n) for n in names}
-    records = []
-    for record in plan:
-        if not isinstance(record, Mapping) or not record.get("name"):
-            raise AnsibleFilterError(f"tenancy_host_tenants: a plan record has no name: {record!r}")
-        if record.get("state") == "unplaced" or record.get("host") not in (host, None):
-            continue
-        if wanted is not None and record["name"] not in wanted:
-            continue
-        if mode is not None and (record.get("mode") != mode or record.get("state") != "present"):
-            continue
-        records.append(record)
-    return records
+    return [
+        record
+        for record in records
+        if record.get("state") != "unplaced"
+        and record.get("host") in (host, None)
+        and (wanted is None or record["name"] in wanted)
+        and (mode is None or (record.get("mode") == mode and record.get("state") == "present"))
+    ]
 
 
 class FilterModule:

@@ -47,15 +47,19 @@ _value:
 """
 
 
-def _by_name(plan: Any, label: str) -> dict[str, Mapping[str, Any]]:
+def plan_records(plan: Any, who: str, label: str = "the") -> list[Mapping[str, Any]]:
+    """The records of a plan, checked to be a list of mappings with a name; else an
+    AnsibleFilterError from filter `who` (also used by tenancy_host_tenants)."""
     if isinstance(plan, (str, bytes, Mapping)) or not isinstance(plan, Sequence):
-        raise AnsibleFilterError(f"tenancy_plan_diff: the {label} plan is {type(plan).__name__}, not a list of records")
-    records = {}
+        raise AnsibleFilterError(f"{who}: {label} plan is {type(plan).__name__}, not a list of records")
     for record in plan:
         if not isinstance(record, Mapping) or not record.get("name"):
-            raise AnsibleFilterError(f"tenancy_plan_diff: a record of the {label} plan has no name: {record!r}")
-        records[str(record["name"])] = record
-    return records
+            raise AnsibleFilterError(f"{who}: a record of {label} plan has no name: {record!r}")
+    return list(plan)
+
+
+def _by_name(plan: Any, label: str) -> dict[str, Mapping[str, Any]]:
+    return {str(r["name"]): r for r in plan_records(plan, "tenancy_plan_diff", f"the {label}")}
 
 
 def tenancy_plan_diff(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -220,7 +220,7 @@ def test_host_tenants_of_one_mode_are_present_ones():
     ("plan", "names", "message"),
     [
         ("a,b", None, "the plan is str"),
-        ([{"host": "h1"}], None, "a plan record has no name"),
+        ([{"host": "h1"}], None, "a record of the plan has no name"),
         (PLAN, "a", "names is str"),
     ],
 )
