@@ -152,11 +152,8 @@ e2e+multihost: venv docker
 # The demo's tenants are stopped meanwhile (nothing reads them any more): their memory is
 # what the VM and the multi-host engines need, and idle engines poll. Started again after.
 multihost-checks+scenarios: venv docker
-	@demo=$$(docker ps -q --filter label=tenancy.tenant --filter status=running); \
-	if [ -n "$$demo" ]; then echo "stopping the demo tenants"; docker stop $$demo >/dev/null; fi; \
-	rc=0; $(MAKE) --no-print-directory -j2 --output-sync=target multihost-checks scenarios-in-turn || rc=$$?; \
-	if [ -n "$$demo" ]; then docker start $$demo >/dev/null; echo "demo tenants started again"; fi; \
-	exit $$rc
+	tests/hold-containers.sh stop tenancy.tenant \
+	  $(MAKE) --no-print-directory -j2 --output-sync=target multihost-checks scenarios-in-turn
 
 # Molecule, then the LUKS VM: one job beside multihost-checks, which takes as long.
 scenarios-in-turn: venv docker
@@ -166,11 +163,7 @@ scenarios-in-turn: venv docker
 # The Locust scenarios and their planted break (on the tenants e2e leaves deployed) with
 # the multi-host test hosts, if up, paused: the freezer stops their engines' idle polling.
 loadtests: venv ## loadtest-short-planted with the multi-host test hosts paused
-	@hosts=$$(docker ps -q --filter label=tenancy.multihost=true --filter status=running); \
-	if [ -n "$$hosts" ]; then echo "pausing the multi-host test hosts"; docker pause $$hosts >/dev/null; fi; \
-	rc=0; $(MAKE) --no-print-directory loadtest-short-planted || rc=$$?; \
-	if [ -n "$$hosts" ]; then docker unpause $$hosts >/dev/null; echo "multi-host test hosts resumed"; fi; \
-	exit $$rc
+	tests/hold-containers.sh pause tenancy.multihost=true $(MAKE) --no-print-directory loadtest-short-planted
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.
