@@ -12,6 +12,7 @@ The logic lives in module-level functions so that pytest can call them directly;
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -127,6 +128,11 @@ _value:
       description: The tenant's OpenAI base URL as clients reach it (bind_address, or the host's address for 0.0.0.0)
       type: str
     gpu: {description: GPU index, or null on a CPU host, type: int}
+    takes_images:
+      description: The model has a vision tower (config.json has vision_config), or the tenant set max_images
+      type: bool
+    max_images: {description: Images per prompt (--limit-mm-per-prompt), 0 for text only, type: int}
+    max_model_len: {description: The context length, the tenant's or the per-kind default, type: int}
     mode: {description: cpu, shared, mps or mig, type: str}
     memory_bytes: {description: The quota in bytes, type: int}
     gpu_memory_utilization: {description: vLLM fraction on a GPU, else null, type: float}
@@ -185,7 +191,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "gpu_memory": "1G",
     "quantization": None,
     "shm_size": "1G",
-    "max_model_len": 512,
+    # null: per model kind, MAX_MODEL_LEN_DEFAULTS below.
+    "max_model_len": None,
+    "max_images": None,
     "max_num_seqs": 16,
     "rpm_limit": 600,
     "max_body_size": "16M",
@@ -201,6 +209,14 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 }
 
 FIELDS = frozenset(BUILTIN_DEFAULTS) | {"name", "port"}
+
+# max_model_len when a tenant does not set it, by what its model takes. An image model
+# needs room for the image's tokens on top of the text: the article's request (one
+# photo, max_tokens 512) is about 1,000 to 2,500 prompt tokens on Qwen3-VL (one token
+# per 32x32 pixels), so 4096 holds it with room to spare.
+MAX_MODEL_LEN_DEFAULTS = {"text": 512, "images": 4096}
+# Images per prompt on a model that takes them, unless max_images says otherwise.
+MAX_IMAGES_DEFAULT = 1
 REQUIRED = ("name", "port")
 
 # CPU engines hold the KV cache in host RAM on top of the Python process, the
@@ -364,7 +380,10 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
         raise _err(name, "quantization", quantization, f"must be one of {', '.join(sorted(QUANTIZATIONS))} or null")
     out["quantization"] = quantization if quantization not in ("", "none") else None
     out["shm_size"] = parse_size(spec["shm_size"], name, "shm_size")
-    out["max_model_len"] = _as_int(spec["max_model_len"], name, "max_model_len", 1)
+    out["max_model_len"] = (
+        None if spec["max_model_len"] in (None, "") else _as_int(spec["max_model_len"], name, "max_model_len", 1)
+    )
+    out["max_images"] = None if spec["max_images"] in (None, "") else _as_int(spec["max_images"], name, "max_images", 0)
     out["max_num_seqs"] = _as_int(spec["max_num_seqs"], name, "max_num_seqs", 1)
     out["rpm_limit"] = _as_int(spec["rpm_limit"], name, "rpm_limit", 1)
     out["max_body_size"] = parse_size(spec["max_body_size"], name, "max_body_size")
@@ -388,6 +407,27 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
     if out["gpu_pin"] is not None and out["host"] is None:
         raise _err(name, "gpu", spec["gpu"], "pinning a GPU needs the tenant's host pinned too")
     return out
+
+
+def resolve_model_kind(tenant: dict[str, Any], models_dir: str) -> None:
+    """Fill in what depends on the model itself: ``takes_images`` (it has a vision
+    tower), ``max_images`` (images per prompt; 0 on a text-only model) and
+    ``max_model_len`` when the tenant leaves them unset."""
+    vision = tenancy_sizing.takes_images(tenant["model"], models_dir)
+    if tenant["max_images"] and vision is False:
+        raise _err(
+            tenant["name"],
+            "max_images",
+            tenant["max_images"],
+            f"model {tenant['model']!r} takes no images (its config.json has no vision_config); leave max_images unset",
+        )
+    # A model nothing is known about (a Hub id not in the cache) is served as it comes,
+    # unless the tenant asks for images.
+    tenant["takes_images"] = bool(vision) or bool(tenant["max_images"])
+    if tenant["max_images"] is None:
+        tenant["max_images"] = MAX_IMAGES_DEFAULT if tenant["takes_images"] else 0
+    if tenant["max_model_len"] is None:
+        tenant["max_model_len"] = MAX_MODEL_LEN_DEFAULTS["images" if tenant["takes_images"] else "text"]
 
 
 def _check_unique(tenants: list[dict[str, Any]]) -> None:
@@ -434,6 +474,11 @@ def _engine(
     ]
     if tenant["quantization"]:
         args += ["--quantization", tenant["quantization"]]
+    if tenant["takes_images"]:
+        # Videos are not part of the product: their limit is 0, so vLLM neither accepts
+        # them nor reserves memory for them. max_images 0 serves an image model as text.
+        limits = {"image": tenant["max_images"], "video": 0}
+        args += ["--limit-mm-per-prompt", json.dumps(limits, separators=(",", ":"))]
     env = {
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": f"{models_mount}/.hf",
@@ -949,6 +994,8 @@ def tenancy_plan(
                 f"{variable}: unknown field {unknown[0]!r}; known fields are {', '.join(sorted(shared_fields))}"
             )
     validated = [validate_tenant({**raw, **overrides}, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
+    for tenant in validated:
+        resolve_model_kind(tenant, models_dir)
     placement = _place(validated, hosts, placement)
     if placement.unplaced and not allow_unplaced:
         first = next(t for t in validated if t["name"] in placement.unplaced)

@@ -16,8 +16,9 @@ short_description: Render a tenancy plan as aligned text lines
 version_added: "0.1.0"
 description:
   - Takes the output of the tenancy_plan filter and returns a header line and one line
-    per tenant (name, state, host, endpoint, model, mode, quota, GPU fraction, RAM limit,
-    pinned cores, SHARED when they are shared with another tenant).
+    per tenant (name, state, host, endpoint, model, images per prompt (- for text only),
+    context length, mode, quota, GPU fraction, RAM limit, pinned cores, SHARED when they
+    are shared with another tenant).
 positional: _input
 options:
   _input:
@@ -43,7 +44,20 @@ _value:
 
 def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
     """Render a plan as aligned text lines (one header, one line per tenant)."""
-    header = ("TENANT", "STATE", "HOST", "ENDPOINT", "MODEL", "MODE", "QUOTA", "GPU FRACTION", "RAM LIMIT", "CORES")
+    header = (
+        "TENANT",
+        "STATE",
+        "HOST",
+        "ENDPOINT",
+        "MODEL",
+        "IMAGES",
+        "CONTEXT",
+        "MODE",
+        "QUOTA",
+        "GPU FRACTION",
+        "RAM LIMIT",
+        "CORES",
+    )
     rows = [header]
     for t in plan:
         rows.append(
@@ -53,6 +67,8 @@ def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
                 t["host"],
                 f"{t['bind_address']}:{t['port']}",
                 f"{t['model']} as {t['served_model_name']}",
+                f"{t['max_images']}/prompt" if t.get("max_images") else "-",
+                t["max_model_len"],
                 t["mode"] if t["gpu"] is None else f"{t['mode']} gpu{t['gpu']}",
                 format_bytes(t["memory_bytes"]),
                 "-" if t["gpu_memory_utilization"] is None else f"{t['gpu_memory_utilization']:.2f}",

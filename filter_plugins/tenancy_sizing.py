@@ -104,12 +104,28 @@ QUANTIZATION_BYTES = {
 # without organisation, lower case, without an -Instruct/-Thinking suffix.
 # Sources: each model's config.json on the Hugging Face Hub (text_config for Qwen3-VL:
 # num_hidden_layers, num_key_value_heads, head_dim); parameter counts from the model cards.
+# "vision": the model takes images (its config.json has a vision_config).
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
-    "qwen3-vl-4b": {"params": 4.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
-    "qwen3-vl-8b": {"params": 8.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16"},
-    "qwen3-vl-30b-a3b": {"params": 31e9, "layers": 48, "kv_heads": 4, "head_dim": 128, "dtype": "bfloat16"},
-    # The demo model made by roles/images/files/model/make_tiny_model.py.
-    "tiny-qwen3": {"params": 361_536, "layers": 2, "kv_heads": 2, "head_dim": 32, "dtype": "float32"},
+    "qwen3-vl-4b": {"params": 4.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16", "vision": True},
+    "qwen3-vl-8b": {"params": 8.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16", "vision": True},
+    "qwen3-vl-30b-a3b": {
+        "params": 31e9,
+        "layers": 48,
+        "kv_heads": 4,
+        "head_dim": 128,
+        "dtype": "bfloat16",
+        "vision": True,
+    },
+    # The demo models made by roles/images/files/model/make_tiny_model.py.
+    "tiny-qwen3": {"params": 361_536, "layers": 2, "kv_heads": 2, "head_dim": 32, "dtype": "float32", "vision": False},
+    "tiny-qwen3-vl": {
+        "params": 460_640,
+        "layers": 2,
+        "kv_heads": 1,
+        "head_dim": 32,
+        "dtype": "float32",
+        "vision": True,
+    },
 }
 
 
@@ -165,6 +181,7 @@ def geometry_from_config(directory: Path) -> dict[str, Any]:
         "head_dim": text.get("head_dim") or text["hidden_size"] // heads,
         "dtype": dtype,
         "params": None,
+        "vision": "vision_config" in config,
     }
     stored = _stored_weight_bytes(directory)
     if stored is not None:
@@ -188,6 +205,12 @@ def model_geometry(model: str, models_dir: str | Path) -> tuple[dict[str, Any] |
     if known:
         return dict(known), "known models table"
     return None, "unknown"
+
+
+def takes_images(model: str, models_dir: str | Path) -> bool | None:
+    """Whether a model takes images (it has a vision tower); None when nothing is known."""
+    geometry, _ = model_geometry(model, models_dir)
+    return None if geometry is None else bool(geometry.get("vision"))
 
 
 def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenancy/models") -> dict[str, Any]:

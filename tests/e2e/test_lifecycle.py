@@ -9,12 +9,12 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import TENANT_DEFAULTS, run_site
+import yaml
+from helpers import INVENTORY, TENANT_DEFAULTS, run_site
 
-DEMO = [
-    {"name": "companyA", "port": 30001, "served_model_name": "tiny-chat"},
-    {"name": "companyB", "port": 30002, "served_model_name": "tiny-chat"},
-]
+# The demo's own tenants, as the inventory lists them (a run with -e tenants=... must
+# keep them exactly, or it would change them).
+DEMO = yaml.safe_load((INVENTORY / "group_vars" / "all" / "tenants.yml").read_text())["tenants"]
 
 
 def start_times(client: docker.DockerClient, tenants: dict[str, dict]) -> dict[str, str]:

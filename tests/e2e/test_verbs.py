@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 from helpers import INVENTORY
-from tenancy_inventory import ROOT, run_ansible
+from tenancy_inventory import ROOT, base_url, run_ansible
 
 
 def verb(inventory, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -43,11 +43,11 @@ def key(inventory, name: str) -> str:
     return (inventory / "credentials" / f"{name}.api_key").read_text().strip()
 
 
-def chat(port: int, api_key: str, session=None) -> int:
-    body = {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+def chat(tenant: dict, api_key: str, session=None) -> int:
+    body = {"model": tenant["served_model_name"], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     sender = session or requests
     return sender.post(
-        f"http://127.0.0.1:{port}/v1/chat/completions",
+        f"{base_url(tenant)}/v1/chat/completions",
         json=body,
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=60,
@@ -79,19 +79,20 @@ def test_bad_verb_input_changes_nothing(docker_client, tenants, inventory_copy, 
     assert started(docker_client, *demo_containers(tenants)) == before
 
 
-def test_rotation_with_grace_keeps_the_old_key_until_it_expires(inventory_copy):
+def test_rotation_with_grace_keeps_the_old_key_until_it_expires(tenants, inventory_copy):
+    company_b = tenants["companyB"]
     old = key(inventory_copy, "companyB")
     rotated = verb(inventory_copy, "rotate-keys.yml", "-e", "tenant=companyB", "-e", "grace=20s")
     assert rotated.returncode == 0, rotated.stdout[-4000:]
     new = key(inventory_copy, "companyB")
-    assert chat(30002, old) == 200
-    assert chat(30002, new) == 200
+    assert chat(company_b, old) == 200
+    assert chat(company_b, new) == 200
     time.sleep(21)
     # Any later run removes expired keys.
     again = verb(inventory_copy, "../site.yml")
     assert again.returncode == 0, again.stdout[-4000:]
-    assert chat(30002, old) == 401
-    assert chat(30002, new) == 200
+    assert chat(company_b, old) == 401
+    assert chat(company_b, new) == 200
 
 
 def test_list_shows_state_without_keys(inventory_copy, tmp_path):

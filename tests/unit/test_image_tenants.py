@@ -1,0 +1,121 @@
+"""Unit tests: tenants whose model takes images (Qwen3-VL) - how the planner tells,
+what it passes to vLLM, its per-kind defaults and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from tenancy_plan import MAX_MODEL_LEN_DEFAULTS, tenancy_plan
+from tenancy_plan_table import tenancy_plan_table
+from tenancy_sizing import takes_images
+
+A = {"name": "companyA", "port": 30001}
+B = {"name": "companyB", "port": 30002}
+
+
+def write_model(root, name: str, vision: bool) -> None:
+    """A models-dir entry with the config.json fields the planner reads."""
+    text = {
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "hidden_size": 64,
+        "dtype": "float32",
+    }
+    config = {"text_config": text, "vision_config": {"depth": 2}} if vision else text
+    directory = root / name
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def mm_limits(record) -> dict | None:
+    args = record["engine_args"]
+    if "--limit-mm-per-prompt" not in args:
+        return None
+    return json.loads(args[args.index("--limit-mm-per-prompt") + 1])
+
+
+@pytest.fixture
+def models(tmp_path):
+    write_model(tmp_path, "local-vl", vision=True)
+    write_model(tmp_path, "local-text", vision=False)
+    return tmp_path
+
+
+def plan(tenants, models, defaults=None):
+    return {t["name"]: t for t in tenancy_plan(tenants, defaults or {}, ["localhost"], None, str(models))}
+
+
+def test_a_vision_config_makes_an_image_tenant(models):
+    records = plan([{**A, "model": "local-vl"}, {**B, "model": "local-text"}], models)
+    vl, text = records["companyA"], records["companyB"]
+    assert vl["takes_images"] is True and vl["max_images"] == 1
+    assert mm_limits(vl) == {"image": 1, "video": 0}
+    assert text["takes_images"] is False and text["max_images"] == 0
+    assert mm_limits(text) is None
+
+
+def test_context_default_depends_on_the_model_kind(models):
+    records = plan([{**A, "model": "local-vl"}, {**B, "model": "local-text"}], models)
+    assert records["companyA"]["max_model_len"] == MAX_MODEL_LEN_DEFAULTS["images"] == 4096
+    assert records["companyB"]["max_model_len"] == MAX_MODEL_LEN_DEFAULTS["text"] == 512
+    args = records["companyA"]["engine_args"]
+    assert args[args.index("--max-model-len") + 1] == "4096"
+
+
+def test_a_set_context_wins_over_the_kind_default(models):
+    records = plan([{**A, "model": "local-vl", "max_model_len": 2048}], models, {"max_model_len": 1024})
+    assert records["companyA"]["max_model_len"] == 2048
+    records = plan([{**A, "model": "local-vl"}], models, {"max_model_len": 1024})
+    assert records["companyA"]["max_model_len"] == 1024
+
+
+def test_max_images_sets_the_per_prompt_limit(models):
+    record = plan([{**A, "model": "local-vl", "max_images": 3}], models)["companyA"]
+    assert mm_limits(record) == {"image": 3, "video": 0}
+
+
+def test_max_images_zero_serves_an_image_model_as_text(models):
+    record = plan([{**A, "model": "local-vl", "max_images": 0}], models)["companyA"]
+    assert mm_limits(record) == {"image": 0, "video": 0}
+    assert record["max_model_len"] == 4096
+
+
+def test_images_on_a_text_model_are_refused_naming_tenant_field_value(models):
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        plan([{**A, "model": "local-text", "max_images": 2}], models)
+    message = str(excinfo.value)
+    assert "tenant 'companyA': field 'max_images' has invalid value 2" in message
+    assert "takes no images" in message and "local-text" in message
+
+
+@pytest.mark.parametrize("value", [-1, "many", True])
+def test_max_images_must_be_a_count(models, value):
+    with pytest.raises(AnsibleFilterError, match=r"tenant 'companyA': field 'max_images' has invalid value"):
+        plan([{**A, "model": "local-vl", "max_images": value}], models)
+
+
+def test_known_hub_models_take_images_without_a_local_copy(tmp_path):
+    assert takes_images("Qwen/Qwen3-VL-8B-Instruct", tmp_path) is True
+    assert takes_images("tiny-qwen3", tmp_path) is False
+    assert takes_images("someorg/unknown-model", tmp_path) is None
+
+
+def test_an_unknown_model_is_served_as_it_comes_unless_images_are_asked_for(tmp_path):
+    hosts = {"localhost": {}}
+    plain = tenancy_plan([{**A, "model": "someorg/unknown"}], {}, hosts, None, str(tmp_path))[0]
+    assert plain["takes_images"] is False and mm_limits(plain) is None
+    asked = tenancy_plan([{**A, "model": "someorg/unknown", "max_images": 2}], {}, hosts, None, str(tmp_path))[0]
+    assert asked["takes_images"] is True and mm_limits(asked) == {"image": 2, "video": 0}
+
+
+def test_the_plan_table_shows_which_tenants_take_images(models):
+    records = plan([{**A, "model": "local-vl"}, {**B, "model": "local-text"}], models)
+    lines = tenancy_plan_table(sorted(records.values(), key=lambda t: t["name"]))
+    header = lines[0].split()
+    assert "IMAGES" in header and "CONTEXT" in header
+    assert "1/prompt" in lines[1] and " 4096 " in lines[1]
+    assert "1/prompt" not in lines[2] and " 512 " in lines[2]
