@@ -1,5 +1,7 @@
 """Send one chat completion to every tenant through its gateway and print a table.
 
+Tenants whose model takes images also get a chat with a picture (a 96x64 PNG); the
+IMAGES column says how many images a prompt may carry (- for text only).
 Exits non-zero when any present tenant is unhealthy or does not answer.
 Usage: python scripts/tenancy_smoke.py [--inventory inventory/local]
 """
@@ -7,30 +9,49 @@ Usage: python scripts/tenancy_smoke.py [--inventory inventory/local]
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import sys
 
 import openai
 import requests
+from PIL import Image
 from tenancy_inventory import api_key, base_url, key_file, load_plan
 
 
-def check(tenant: dict, inventory: str) -> tuple[str, str]:
-    """Return (health, answer) for one tenant."""
+def picture_url() -> str:
+    """A 96x64 gradient PNG as a data URL."""
+    image = Image.new("RGB", (96, 64))
+    image.putdata([(x * 2, y * 4, 128) for y in range(64) for x in range(96)])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ask(client: openai.OpenAI, tenant: dict, content: str | list) -> str:
+    try:
+        reply = client.chat.completions.create(
+            model=tenant["served_model_name"], messages=[{"role": "user", "content": content}], max_tokens=8
+        )
+    except openai.OpenAIError as exc:
+        return f"ERROR {exc}"
+    return f"ok ({reply.usage.prompt_tokens} in, {reply.usage.completion_tokens} out)"
+
+
+def check(tenant: dict, inventory: str) -> tuple[str, str, str]:
+    """Return (health, chat answer, image chat answer or -) for one tenant."""
     url = base_url(tenant)
     try:
         health = "healthy" if requests.get(f"{url}/health", timeout=5).status_code == 200 else "unhealthy"
     except requests.RequestException as exc:
-        return f"unreachable ({type(exc).__name__})", ""
+        return f"unreachable ({type(exc).__name__})", "", "-"
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=api_key(inventory, tenant["name"]), max_retries=0, timeout=60)
-    try:
-        reply = client.chat.completions.create(
-            model=tenant["served_model_name"],
-            messages=[{"role": "user", "content": "Say hello"}],
-            max_tokens=8,
-        )
-    except openai.OpenAIError as exc:
-        return health, f"ERROR {exc}"
-    return health, f"ok ({reply.usage.completion_tokens} tokens)"
+    answer = ask(client, tenant, "Say hello")
+    image_answer = "-"
+    if tenant.get("max_images"):
+        parts = [{"type": "image_url", "image_url": {"url": picture_url()}}, {"type": "text", "text": "What is this?"}]
+        image_answer = ask(client, tenant, parts)
+    return health, answer, image_answer
 
 
 def main() -> int:
@@ -38,20 +59,22 @@ def main() -> int:
     parser.add_argument("--inventory", default="inventory/local")
     args = parser.parse_args()
 
-    rows = [("TENANT", "ENDPOINT", "MODEL", "HEALTH", "CHAT", "KEY FILE")]
+    rows = [("TENANT", "ENDPOINT", "MODEL", "IMAGES", "HEALTH", "CHAT", "IMAGE CHAT", "KEY FILE")]
     failed = False
     for tenant in load_plan(args.inventory):
         if tenant["state"] != "present":
             continue
-        health, answer = check(tenant, args.inventory)
-        failed |= health != "healthy" or not answer.startswith("ok")
+        health, answer, image_answer = check(tenant, args.inventory)
+        failed |= health != "healthy" or not answer.startswith("ok") or image_answer.startswith("ERROR")
         rows.append(
             (
                 tenant["name"],
                 f"{base_url(tenant)}/v1",
                 tenant["served_model_name"],
+                f"{tenant['max_images']}/prompt" if tenant.get("max_images") else "-",
                 health,
                 answer,
+                image_answer,
                 str(key_file(args.inventory, tenant["name"])),
             )
         )

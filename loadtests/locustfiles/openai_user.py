@@ -55,12 +55,9 @@ def scenario_tenants(scenario: str, *roles: str | None) -> list[dict]:
 
 
 def model_takes_images(tenant: dict) -> bool:
-    """A model takes images when its config.json has a vision tower (vision_config)."""
-    config = MODELS_DIR / tenant["model"] / "config.json"
-    try:
-        return "vision_config" in json.loads(config.read_text())
-    except (OSError, ValueError):
-        return False
+    """Whether the tenant's model takes images: the planner's verdict (takes_images in
+    the plan record, from the model's vision_config), not a second guess here."""
+    return bool(tenant.get("takes_images"))
 
 
 def tiny_png() -> str:
@@ -219,7 +216,7 @@ def tenant_users(inventory: str = INVENTORY) -> dict[str, type[TenantUser]]:
         if model_takes_images(tenant):
             base: type[OpenAIUser] = MultimodalOpenAIUser
         else:
-            print(f"{tenant['name']}: image chat skipped, model {tenant['model']} has no vision_config")
+            print(f"{tenant['name']}: text only, model {tenant['model']} takes no images")
             base = OpenAIUser
         user = bind(base, tenant, inventory)
         users[user.__name__] = user
