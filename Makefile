@@ -165,7 +165,8 @@ scenarios-in-turn: venv docker
 loadtests: venv ## loadtest-short-planted with the multi-host test hosts paused
 	tests/hold-containers.sh pause tenancy.multihost=true $(MAKE) --no-print-directory loadtest-short-planted
 
-# Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md).
+# Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md);
+# noisy_images (a flood of big pictures on the image tenant) runs only when named.
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.
 SCENARIO ?= qps
 loadtest: venv ## Run a Locust scenario, full length, against the deployed tenants (SCENARIO=qps|...|all)

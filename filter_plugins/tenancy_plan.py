@@ -224,6 +224,12 @@ REQUIRED = ("name", "port")
 # (docs/benchmarks.md); 2 GiB leaves headroom for bigger tokenizers and the
 # sampler's buffers.
 CPU_ENGINE_OVERHEAD_BYTES = 2 * GIB
+# vLLM keeps processed images in a cache of --mm-processor-cache-gb GiB, once in the
+# API server and once in the engine core (its default, 4, is 8 GiB of host RAM per
+# engine, which would OOM-kill a CPU engine's container long before it is full).
+# Image tenants get it set explicitly, and twice its size in their memory limit.
+MM_CACHE_GIB = {"cpu": 0.5, "gpu": 4.0}
+MM_CACHE_COPIES = 2
 # Host RAM a GPU engine may use beyond its quota (weights pass through host memory
 # while loading; tokenizer and sampler buffers live there). A heuristic; tenants can
 # set memory_limit themselves.
@@ -479,6 +485,11 @@ def _engine(
         # them nor reserves memory for them. max_images 0 serves an image model as text.
         limits = {"image": tenant["max_images"], "video": 0}
         args += ["--limit-mm-per-prompt", json.dumps(limits, separators=(",", ":"))]
+        mm_cache_gib = MM_CACHE_GIB["cpu" if gpu is None else "gpu"]
+        args += ["--mm-processor-cache-gb", f"{mm_cache_gib:g}"]
+        mm_cache_bytes = int(mm_cache_gib * GIB) * MM_CACHE_COPIES
+    else:
+        mm_cache_bytes = 0
     env = {
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": f"{models_mount}/.hf",
@@ -511,7 +522,7 @@ def _engine(
             "engine_args": args,
             "engine_env": env,
             "gpu_memory_utilization": None,
-            "memory_limit": tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES,
+            "memory_limit": tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES + mm_cache_bytes,
         }
     if mig is not None:
         # The engine sees only its MIG instance, so the fraction is of the instance;
@@ -533,7 +544,7 @@ def _engine(
         "engine_args": args,
         "engine_env": env,
         "gpu_memory_utilization": fraction,
-        "memory_limit": tenant["memory_limit"] or tenant["gpu_memory"] + GPU_ENGINE_HOST_MEMORY_BYTES,
+        "memory_limit": tenant["memory_limit"] or tenant["gpu_memory"] + GPU_ENGINE_HOST_MEMORY_BYTES + mm_cache_bytes,
     }
 
 

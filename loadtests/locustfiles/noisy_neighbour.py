@@ -26,6 +26,10 @@ Settings and thresholds (environment variables, checked when Locust quits):
   NOISY_TENANT / VICTIM_TENANT  default: the plan's first / second present tenant
   NOISY_USERS                   users flooding the noisy tenant (default 16)
   NOISY_MAX_TOKENS              tokens each noisy request generates (default 256, ignore_eos)
+  NOISY_IMAGE_SIDE              0 (default): the flood is text chats. N > 0: each flood request
+                                carries an N x N PNG of random pixels (about 4 N^2 bytes of
+                                base64); the noisy tenant's model must take images
+                                (`run.py noisy_images`: 1800, a 13 MB body, with 16 tokens out)
   VICTIM_USERS                  victim users (default 2), each at VICTIM_RPS req/s (default 2)
   NOISY_ROUNDS                  settle + solo + noisy rounds (default 2)
   NOISY_SOLO_S / NOISY_NOISY_S  phase lengths in seconds (default 30 / 30)
@@ -44,7 +48,7 @@ from typing import ClassVar
 
 import shapes
 from locust import constant, constant_throughput, events
-from openai_user import TenantUser, bind, scenario_tenants
+from openai_user import TenantUser, bind, noise_png, scenario_tenants
 from report import (
     Sample,
     cpuset_cores,
@@ -99,10 +103,28 @@ class PhasedChatUser(TenantUser):
         return f"{self.tenant} {kind} [{shapes.current_phase()}]"
 
 
+class PhasedImageChatUser(PhasedChatUser):
+    """Image chats only (the picture is the class's image_url), named after the phase."""
+
+    abstract = True
+    tasks: ClassVar[list] = [TenantUser.image_chat]
+
+
+IMAGE_SIDE = shapes.env_int("NOISY_IMAGE_SIDE", 0)
+if IMAGE_SIDE and not NOISY.get("takes_images"):
+    raise SystemExit(f"noisy_neighbour: NOISY_IMAGE_SIDE={IMAGE_SIDE} but {NOISY['name']}'s model takes no images")
+
 # Long generations keep the noisy engine saturated at a few requests per second, so the
-# load generator (which shares the host's cores here) adds little noise of its own.
+# load generator (which shares the host's cores here) adds little noise of its own. With
+# NOISY_IMAGE_SIDE the flood is big bodies instead: the gateway, the engine's image
+# processor and its vision tower, all of which must stay on the noisy tenant's side.
 Noisy = bind(
-    PhasedChatUser, NOISY, wait_time=constant(0), max_tokens=shapes.env_int("NOISY_MAX_TOKENS", 256), ignore_eos=True
+    PhasedImageChatUser if IMAGE_SIDE else PhasedChatUser,
+    NOISY,
+    wait_time=constant(0),
+    max_tokens=shapes.env_int("NOISY_MAX_TOKENS", 256),
+    ignore_eos=True,
+    image_url=noise_png(IMAGE_SIDE) if IMAGE_SIDE else None,
 )
 Victim = bind(
     PhasedChatUser, VICTIM, wait_time=constant_throughput(env_float("VICTIM_RPS", 2.0)), fixed_count=VICTIM_USERS
@@ -143,7 +165,7 @@ def p95(phase: str, round_number: int | None = None) -> float:
 @events.quitting.add_listener
 def enforce_thresholds(environment, **_kwargs) -> None:
     stats = environment.stats
-    flood = merged(stats, f"{NOISY['name']} chat [noisy]")
+    flood = merged(stats, f"{NOISY['name']} {'image chat' if IMAGE_SIDE else 'chat'} [noisy]")
     counts = {phase: sum(1 for _, ph, _, _ in victim_samples if ph == phase) for phase in ("solo", "noisy")}
     problems = []
     if not all(counts.values()):

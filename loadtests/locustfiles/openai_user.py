@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import struct
 import sys
 import time
@@ -18,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import ClassVar
 
-from locust import HttpUser, between, task
+from locust import HttpUser, between
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from tenancy_inventory import api_key, base_url, key_file, load_plan
@@ -58,6 +59,24 @@ def model_takes_images(tenant: dict) -> bool:
     """Whether the tenant's model takes images: the planner's verdict (takes_images in
     the plan record, from the model's vision_config), not a second guess here."""
     return bool(tenant.get("takes_images"))
+
+
+def noise_png(side: int, seed: int = 0) -> str:
+    """A side x side PNG of random pixels as a data URL: no codec shrinks it, so the
+    body is as big as the picture (about 4 x side^2 bytes in base64)."""
+    rng = random.Random(seed)
+    rows = b"".join(b"\x00" + rng.randbytes(side * 3) for _ in range(side))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows, 1))
+        + chunk(b"IEND", b"")
+    )
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def tiny_png() -> str:
@@ -134,6 +153,17 @@ class TenantUser(HttpUser):
     def chat(self) -> None:
         self._post("chat", "/v1/chat/completions", self.chat_payload())
 
+    # The picture image_chat sends (a data URL); scenarios may set a bigger one.
+    image_url: str | None = None
+
+    def image_chat(self) -> None:
+        content = [
+            {"type": "text", "text": "What colour is this?"},
+            {"type": "image_url", "image_url": {"url": self.image_url or tiny_png()}},
+        ]
+        payload = {**self.chat_payload(), "messages": [{"role": "user", "content": content}]}
+        self._post("image chat", "/v1/chat/completions", payload)
+
     def streamed_chat(self) -> None:
         """Streamed chat; time to first token is reported as its own request type."""
         payload = {**self.chat_payload("Stream"), "stream": True}
@@ -181,14 +211,7 @@ class MultimodalOpenAIUser(OpenAIUser):
 
     abstract = True
 
-    @task(1)
-    def image_chat(self) -> None:
-        content = [
-            {"type": "text", "text": "What colour is this?"},
-            {"type": "image_url", "image_url": {"url": tiny_png()}},
-        ]
-        payload = {"model": self.model, "messages": [{"role": "user", "content": content}], "max_tokens": 8}
-        self._post("image chat", "/v1/chat/completions", payload)
+    tasks: ClassVar[dict] = {TenantUser.image_chat: 1}  # added to the inherited mix
 
 
 def bind(base: type[TenantUser], tenant: dict, inventory: str = INVENTORY, **attributes: object) -> type[TenantUser]:

@@ -119,3 +119,14 @@ def test_the_plan_table_shows_which_tenants_take_images(models):
     assert "IMAGES" in header and "CONTEXT" in header
     assert "1/prompt" in lines[1] and " 4096 " in lines[1]
     assert "1/prompt" not in lines[2] and " 512 " in lines[2]
+
+
+def test_image_tenants_bound_the_processor_cache_and_count_it_in_the_memory_limit(models):
+    """vLLM's default cache (4 GiB, held twice) would outgrow a CPU engine's limit."""
+    records = plan([{**A, "model": "local-vl"}, {**B, "model": "local-text"}], models)
+    args = records["companyA"]["engine_args"]
+    assert args[args.index("--mm-processor-cache-gb") + 1] == "0.5"
+    assert "--mm-processor-cache-gb" not in records["companyB"]["engine_args"]
+    # 1 GiB KV + 2 GiB engine + 2 x 0.5 GiB cache, against 1 + 2 for the text tenant.
+    assert records["companyA"]["memory_limit"] == 4 * 1024**3
+    assert records["companyB"]["memory_limit"] == 3 * 1024**3
