@@ -181,6 +181,15 @@ QUANTIZATIONS = frozenset(
     }
 )
 
+# User-facing aliases (the article's `--quant int4`): the weights' bits. They are
+# resolved against the checkpoint's own quantization_config and never passed to vLLM,
+# which reads the method from the checkpoint (and picks its fastest kernel, e.g.
+# awq_marlin, which an explicit --quantization awq would turn off).
+QUANTIZATION_ALIASES = {"int4": 4, "int8": 8}
+# Methods that quantize an unquantized (bf16/fp16) checkpoint while loading it. Every
+# other method needs a checkpoint quantized that way.
+QUANTIZE_ON_LOAD = frozenset({"fp8", "bitsandbytes", "experts_int8"})
+
 STATES = ("present", "absent")
 
 # Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
@@ -382,8 +391,14 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
     out["served_model_name"] = served
     out["gpu_memory"] = parse_size(spec["gpu_memory"], name, "gpu_memory")
     quantization = spec["quantization"]
-    if quantization not in (None, "", "none") and quantization not in QUANTIZATIONS:
-        raise _err(name, "quantization", quantization, f"must be one of {', '.join(sorted(QUANTIZATIONS))} or null")
+    if quantization not in (None, "", "none") and quantization not in QUANTIZATIONS | set(QUANTIZATION_ALIASES):
+        raise _err(
+            name,
+            "quantization",
+            quantization,
+            f"must be int4 or int8 (resolved against the checkpoint), one of vLLM's methods "
+            f"({', '.join(sorted(QUANTIZATIONS))}), or null",
+        )
     out["quantization"] = quantization if quantization not in ("", "none") else None
     out["shm_size"] = parse_size(spec["shm_size"], name, "shm_size")
     out["max_model_len"] = (
@@ -434,6 +449,58 @@ def resolve_model_kind(tenant: dict[str, Any], models_dir: str) -> None:
         tenant["max_images"] = MAX_IMAGES_DEFAULT if tenant["takes_images"] else 0
     if tenant["max_model_len"] is None:
         tenant["max_model_len"] = MAX_MODEL_LEN_DEFAULTS["images" if tenant["takes_images"] else "text"]
+
+
+def _same_method(asked: str, stored: str) -> bool:
+    """awq and awq_marlin, gptq and gptq_marlin/gptq_bitblas... are one checkpoint format."""
+    return asked == stored or asked.startswith(stored + "_") or stored.startswith(asked + "_")
+
+
+def resolve_quantization(tenant: dict[str, Any], models_dir: str) -> None:
+    """Check the tenant's quantization against the checkpoint's own, and resolve the
+    int4/int8 aliases (to None: vLLM reads the method from the checkpoint)."""
+    asked = tenant["quantization"]
+    stored = tenancy_sizing.checkpoint_quantization(tenant["model"], models_dir)
+    model = tenant["model"]
+
+    def refuse(why: str) -> AnsibleFilterError:
+        return _err(tenant["name"], "quantization", asked, why)
+
+    if asked is None:
+        return
+    if asked in QUANTIZATION_ALIASES:
+        bits = QUANTIZATION_ALIASES[asked]
+        if stored is None:
+            raise refuse(
+                f"cannot tell how {model!r} is quantized (its config.json is not under the models dir and it is "
+                f"not a known model); put the checkpoint in the models dir (or its Hub cache), or name the "
+                f"method (awq, gptq)"
+            )
+        if not stored:
+            raise refuse(
+                f"checkpoint {model!r} is not quantized (its config has no quantization_config); {asked} needs a "
+                f"{bits}-bit checkpoint (AWQ or GPTQ, e.g. a repo ending in -AWQ), or use fp8, which vLLM "
+                f"quantizes while loading"
+            )
+        if stored.get("bits") != bits:
+            raise refuse(
+                f"checkpoint {model!r} is quantized with {stored['method']} at {stored.get('bits') or 'unknown'} "
+                f"bits, not {bits}; leave quantization unset to serve it as it is"
+            )
+        tenant["quantization"] = None
+        return
+    if stored is None:
+        return  # nothing known: vLLM will say whether the checkpoint matches
+    if stored and not _same_method(asked, stored["method"]):
+        raise refuse(
+            f"checkpoint {model!r} is already quantized with {stored['method']}; leave quantization unset "
+            f"(vLLM reads it from the checkpoint)"
+        )
+    if not stored and asked not in QUANTIZE_ON_LOAD:
+        raise refuse(
+            f"checkpoint {model!r} is not quantized (its config has no quantization_config); {asked} needs a "
+            f"checkpoint quantized with it. Quantized while loading: {', '.join(sorted(QUANTIZE_ON_LOAD))}"
+        )
 
 
 def _check_unique(tenants: list[dict[str, Any]]) -> None:
@@ -1007,6 +1074,7 @@ def tenancy_plan(
     validated = [validate_tenant({**raw, **overrides}, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
     for tenant in validated:
         resolve_model_kind(tenant, models_dir)
+        resolve_quantization(tenant, models_dir)
     placement = _place(validated, hosts, placement)
     if placement.unplaced and not allow_unplaced:
         first = next(t for t in validated if t["name"] in placement.unplaced)

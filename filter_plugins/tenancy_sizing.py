@@ -129,11 +129,45 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def known_model_key(model: str) -> str:
+# A pre-quantized checkpoint recognised by its Hub repo name, for when its config.json is
+# not on the controller: Qwen publishes -FP8 checkpoints of Qwen3-VL, the community -AWQ
+# (4-bit) ones. A local config.json's quantization_config always wins over the name.
+NAME_QUANTIZATION = {"-fp8": {"method": "fp8", "bits": 8}, "-awq": {"method": "awq", "bits": 4}}
+
+
+def _split_name(model: str) -> tuple[str, dict[str, Any]]:
+    """(known-models key, quantization its name announces or {})."""
     name = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    quantization: dict[str, Any] = {}
+    for suffix, announced in NAME_QUANTIZATION.items():
+        if name.endswith(suffix):
+            name, quantization = name.removesuffix(suffix), dict(announced)
     for suffix in ("-instruct", "-thinking"):
         name = name.removesuffix(suffix)
-    return name
+    return name, quantization
+
+
+def known_model_key(model: str) -> str:
+    return _split_name(model)[0]
+
+
+def quantization_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """{"method", "bits"} from a config.json's quantization_config, {} when it has none.
+    bits: the weights' bits (AWQ/GPTQ "bits" or "w_bit", compressed-tensors' first
+    config group, 8 for fp8), or None when the config does not say."""
+    qc = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
+    if not isinstance(qc, Mapping):
+        return {}
+    method = str(qc.get("quant_method") or "unknown").lower()
+    bits = qc.get("bits") or qc.get("w_bit")
+    if bits is None:
+        for group in (qc.get("config_groups") or {}).values():
+            bits = ((group or {}).get("weights") or {}).get("num_bits")
+            if bits:
+                break
+    if bits is None and "fp8" in method:
+        bits = 8
+    return {"method": method, "bits": int(bits) if bits else None}
 
 
 def _hf_snapshot(models_dir: Path, repo: str) -> Path | None:
@@ -182,10 +216,11 @@ def geometry_from_config(directory: Path) -> dict[str, Any]:
         "dtype": dtype,
         "params": None,
         "vision": "vision_config" in config,
+        "quantization": quantization_from_config(config),
+        "stored_bytes": _stored_weight_bytes(directory),
     }
-    stored = _stored_weight_bytes(directory)
-    if stored is not None:
-        geometry["params"] = stored / DTYPE_BYTES.get(dtype, 2)
+    if geometry["stored_bytes"] is not None and not geometry["quantization"]:
+        geometry["params"] = geometry["stored_bytes"] / DTYPE_BYTES.get(dtype, 2)
     return geometry
 
 
@@ -197,14 +232,23 @@ def model_geometry(model: str, models_dir: str | Path) -> tuple[dict[str, Any] |
             geometry = geometry_from_config(directory)
         except (OSError, ValueError, KeyError) as exc:
             raise AnsibleFilterError(f"model {model!r}: cannot read {directory / 'config.json'}: {exc}") from exc
-        known = KNOWN_MODELS.get(known_model_key(model))
+        key, _ = _split_name(model)
+        known = KNOWN_MODELS.get(key)
         if geometry["params"] is None and known:
             geometry["params"] = known["params"]
         return geometry, str(directory / "config.json")
-    known = KNOWN_MODELS.get(known_model_key(model))
+    key, announced = _split_name(model)
+    known = KNOWN_MODELS.get(key)
     if known:
-        return dict(known), "known models table"
+        return {**known, "quantization": announced, "stored_bytes": None}, "known models table"
     return None, "unknown"
+
+
+def checkpoint_quantization(model: str, models_dir: str | Path) -> dict[str, Any] | None:
+    """How the checkpoint itself is quantized: {"method", "bits"}, {} when it is not,
+    None when nothing is known about the model."""
+    geometry, _ = model_geometry(model, models_dir)
+    return None if geometry is None else geometry["quantization"]
 
 
 def takes_images(model: str, models_dir: str | Path) -> bool | None:
@@ -220,8 +264,15 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
         return {"known": False, "source": source}
     dtype_bytes = DTYPE_BYTES.get(geometry["dtype"], 2)
     quantization = tenant.get("quantization")
-    weight_bytes_per_param = QUANTIZATION_BYTES.get(quantization, dtype_bytes) if quantization else dtype_bytes
-    weights = math.ceil((geometry["params"] or 0) * weight_bytes_per_param)
+    stored = geometry["quantization"]
+    if stored and geometry.get("stored_bytes"):
+        # A pre-quantized checkpoint on disk: its weights take what its files take.
+        weights = geometry["stored_bytes"]
+    elif stored and stored.get("bits"):
+        weights = math.ceil((geometry["params"] or 0) * stored["bits"] / 8)
+    else:
+        weight_bytes_per_param = QUANTIZATION_BYTES.get(quantization, dtype_bytes) if quantization else dtype_bytes
+        weights = math.ceil((geometry["params"] or 0) * weight_bytes_per_param)
     per_token = geometry["layers"] * geometry["kv_heads"] * geometry["head_dim"] * 2 * dtype_bytes
     tokens = int(tenant["max_model_len"]) * int(tenant.get("concurrency") or 1)
     kv = per_token * tokens
