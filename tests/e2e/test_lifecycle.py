@@ -100,6 +100,28 @@ def test_encryption_without_dm_crypt_fails_before_any_change(docker_client, tena
     assert start_times(docker_client, tenants) == before
 
 
+def test_turning_encryption_on_over_unencrypted_data_is_refused(docker_client, tenants):
+    """A tenant whose data is a plain directory (the demo runs unencrypted) is not hidden
+    under a new LUKS volume: the run refuses, naming it, before anything changes."""
+    data_dir = Path(TENANT_DEFAULTS["tenant_data_dir"]) / "companyA"
+    planted = data_dir / "customer-data.txt"
+    planted.write_text("plaintext that must not be hidden\n")
+    try:
+        before = start_times(docker_client, tenants)
+        result = run_site("-e", "tenant_volume_encryption=true")
+        said = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        assert "tenant companyA: field 'tenant_volume_encryption' has invalid value true" in said, said[-3000:]
+        assert f"{data_dir} on host" in said and "is not encrypted" in said
+        assert "tenant companyB:" not in said, "companyB's data directory is empty: nothing of its is at stake"
+        assert "Nothing was changed" in said
+        assert "TASK [images" not in result.stdout, "a host task ran although preflight failed"
+        assert start_times(docker_client, tenants) == before
+        assert planted.read_text() == "plaintext that must not be hidden\n"
+    finally:
+        planted.unlink()
+
+
 def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client, tenants, inventory):
     before = start_times(docker_client, tenants)
     broken = {"name": "companyC", "port": 30003, "model": "no-such-model"}
