@@ -80,3 +80,43 @@ def test_nvml_memory_of_each_tenant_stays_within_its_quota(gpu_tenants, listed):
         used = row["gpu_memory_used_bytes"]
         assert used is not None and used > 0, f"{tenant['name']}: NVML shows no process of its engine"
         assert used <= row["quota_bytes"], f"{tenant['name']} uses {used} bytes, quota {row['quota_bytes']}"
+
+
+# What a tenant's own process sees as "the GPU's memory": torch's mem_get_info inside its
+# engine (the vLLM image has torch). Only a MIG instance hides the rest of the GPU; a
+# shared or MPS tenant sees the whole GPU's total (and its free memory moves with every
+# other tenant's use), which is what docs/reference.md says where the mode is chosen.
+SEEN_TOTAL = "import torch; print(torch.cuda.mem_get_info()[1])"
+
+
+def seen_total_bytes(engine: str) -> int:
+    result = subprocess.run(
+        ["docker", "exec", engine, "python3", "-c", SEEN_TOTAL], text=True, capture_output=True, check=False
+    )
+    assert result.returncode == 0, f"torch in {engine}: {result.stderr[-500:]}"
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def host_gpu_total_bytes(index: int) -> int:
+    result = subprocess.run(
+        ["nvidia-smi", "-i", str(index), "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    return int(result.stdout.strip()) * 1024**2
+
+
+def test_only_a_mig_tenant_sees_just_its_own_memory(gpu_tenants):
+    for tenant in gpu_tenants:
+        seen = seen_total_bytes(tenant["names"]["engine"])
+        whole = host_gpu_total_bytes(tenant["gpu"])
+        if tenant["mode"] == "mig":
+            nominal = int(tenant["mig_profile"].split(".")[1].removesuffix("gb")) * 10**9
+            assert seen <= nominal * 1.02 and seen < whole, (
+                f"{tenant['name']} ({tenant['mig_profile']}) sees {seen} bytes, GPU total {whole}"
+            )
+        else:
+            assert abs(seen - whole) <= whole * 0.02, (
+                f"{tenant['name']} ({tenant['mode']}) sees {seen} bytes, GPU total {whole}"
+            )
