@@ -6,14 +6,16 @@ placement tables of A100 and H100) and mig-parted's built-in configs: a GPU has 
 slices and 7 compute slices; a profile occupies `size` memory slices starting at one of
 its legal start slices, and instances on one GPU may not overlap.
 
-| A100/H100 80GB | A100 40GB | starts (memory slice) : size |
-|---|---|---|
-| 1g.10gb | 1g.5gb  | 0,1,2,3,4,5,6 : 1 |
-| 1g.20gb | 1g.10gb | 0,2,4,6 : 2 |
-| 2g.20gb | 2g.10gb | 0,2,4 : 2 |
-| 3g.40gb | 3g.20gb | 0,4 : 4 |
-| 4g.40gb | 4g.20gb | 0 : 4 |
-| 7g.80gb | 7g.40gb | 0 : 8 |
+| A100/H100 80GB | A100 40GB | H200 141GB | starts (memory slice) : size |
+|---|---|---|---|
+| 1g.10gb | 1g.5gb  | 1g.18gb  | 0,1,2,3,4,5,6 : 1 |
+| 1g.20gb | 1g.10gb | 1g.35gb  | 0,2,4,6 : 2 |
+| 2g.20gb | 2g.10gb | 2g.35gb  | 0,2,4 : 2 |
+| 3g.40gb | 3g.20gb | 3g.71gb  | 0,4 : 4 |
+| 4g.40gb | 4g.20gb | 4g.71gb  | 0 : 4 |
+| 7g.80gb | 7g.40gb | 7g.141gb | 0 : 8 |
+
+The usable memory of each profile is what `nvidia-smi mig -lgip` reports (see _TABLES).
 
 Why smallest-first is optimal on one GPU: in the order above every profile can start
 wherever any larger one can and occupies a subset of its slices, so in any feasible set
@@ -25,6 +27,7 @@ maximum number. A property test compares this with brute force.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,9 +68,6 @@ _value:
 GIB = 1024**3
 MEMORY_SLICES = 8
 COMPUTE_SLICES = 7
-# A MIG instance reports a little less than its nominal slices (1g.10gb shows about
-# 9.5 GiB): the planner counts every instance as nominal size minus this.
-INSTANCE_OVERHEAD_BYTES = GIB // 2
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,74 @@ _LAYOUT = (
     (7, 8, (0,)),
 )
 
-# GPU families with this layout, and the nominal memory of one memory slice.
-_FAMILIES = {
-    "A100-80GB": ("A100", 80),
-    "H100-80GB": ("H100", 80),
-    "A100-40GB": ("A100", 40),
+# Per GPU family: the NVML name marker, the nominal size in GiB (to tell 40 from 80 GB),
+# and each profile of _LAYOUT as (name, usable GiB). Usable GiB is the "Memory GiB"
+# column of `nvidia-smi mig -lgip` on that GPU (profiles with the same memory slices
+# report the same figure), not the nominal size. Sources:
+# - A100-SXM4-80GB: -lgip output quoted in a public GPU lab note (1g.10gb 9.50,
+#   1g.20gb/2g.20gb 19.50, 3g.40gb/4g.40gb 39.25, 7g.80gb 79.00), and the same figures in
+#   a second, independent -lgip listing.
+# - A100-SXM4-40GB: -lgip output used as a test fixture in a public tool (1g.5gb 4.75,
+#   2g.10gb 9.75, 3g.20gb 19.62, 7g.40gb 39.50); 1g.10gb and 4g.20gb take the figure of
+#   the profile with the same memory slices.
+# - H100 80GB HBM3: -lgip output in a public write-up (1g.10gb 9.75, 1g.20gb/2g.20gb
+#   19.62, 3g.40gb/4g.40gb 39.50, 7g.80gb 79.25).
+# - H200 141GB: -lgip output used as a test fixture in a public tool (1g.18gb 16.00,
+#   2g.35gb 32.50, 7g.141gb 140.00); 1g.35gb takes 2g.35gb's figure. ESTIMATE: no -lgip
+#   listing of 3g.71gb/4g.71gb was found; 65.00 is two 2-slice instances' worth, at most
+#   what four memory slices give (the device check, `make device-check`, records the
+#   real figure on an H200 whose MIG mode is on).
+# tests/unit/fixtures/mig/*.txt may hold -lgip output read on a GPU; a unit test checks
+# the table against every such file.
+_TABLES: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
+    "A100-40GB": (
+        "A100",
+        40,
+        (
+            ("1g.5gb", 4.75),
+            ("1g.10gb", 9.75),
+            ("2g.10gb", 9.75),
+            ("3g.20gb", 19.62),
+            ("4g.20gb", 19.62),
+            ("7g.40gb", 39.50),
+        ),
+    ),
+    "A100-80GB": (
+        "A100",
+        80,
+        (
+            ("1g.10gb", 9.50),
+            ("1g.20gb", 19.50),
+            ("2g.20gb", 19.50),
+            ("3g.40gb", 39.25),
+            ("4g.40gb", 39.25),
+            ("7g.80gb", 79.00),
+        ),
+    ),
+    "H100-80GB": (
+        "H100",
+        80,
+        (
+            ("1g.10gb", 9.75),
+            ("1g.20gb", 19.62),
+            ("2g.20gb", 19.62),
+            ("3g.40gb", 39.50),
+            ("4g.40gb", 39.50),
+            ("7g.80gb", 79.25),
+        ),
+    ),
+    "H200-141GB": (
+        "H200",
+        141,
+        (
+            ("1g.18gb", 16.00),
+            ("1g.35gb", 32.50),
+            ("2g.35gb", 32.50),
+            ("3g.71gb", 65.00),
+            ("4g.71gb", 65.00),
+            ("7g.141gb", 140.00),
+        ),
+    ),
 }
 
 
@@ -111,7 +174,7 @@ def family(gpu_name: str, memory_bytes: int) -> str | None:
     """Which MIG table applies to a GPU, from its NVML name and memory."""
     name = gpu_name.upper()
     total_gib = memory_bytes / GIB
-    for key, (marker, nominal) in _FAMILIES.items():
+    for key, (marker, nominal, _) in _TABLES.items():
         if marker in name and abs(total_gib - nominal) <= nominal * 0.1:
             return key
     return None
@@ -122,14 +185,29 @@ def profiles(gpu_name: str, memory_bytes: int) -> list[Profile]:
     key = family(gpu_name, memory_bytes)
     if key is None:
         return []
-    nominal_gib = _FAMILIES[key][1]
-    slice_gib = nominal_gib // MEMORY_SLICES
-    result = []
-    for compute, slices, starts in _LAYOUT:
-        # The 1-compute, 2-slice profile is named after its memory (1g.20gb on 80 GB).
-        name = f"{compute}g.{slice_gib * slices}gb"
-        result.append(Profile(name, compute, slices, starts, slices * slice_gib * GIB - INSTANCE_OVERHEAD_BYTES))
-    return result
+    named = _TABLES[key][2]
+    return [
+        Profile(name, compute, slices, starts, int(usable_gib * GIB))
+        for (compute, slices, starts), (name, usable_gib) in zip(_LAYOUT, named, strict=True)
+    ]
+
+
+_LGIP_ROW = re.compile(r"^\|\s*\d+\s+MIG\s+(\d+g\.\d+gb)\s+\d+\s+\d+/\d+\s+([\d.]+)\s")
+
+
+def parse_lgip(text: str) -> dict[str, float]:
+    """Profile name -> usable GiB from `nvidia-smi mig -lgip` output (+me variants left out)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _LGIP_ROW.match(line.strip())
+        if match:
+            found.setdefault(match.group(1), float(match.group(2)))
+    return found
+
+
+def table(key: str) -> dict[str, float]:
+    """Profile name -> usable GiB of one family of _TABLES."""
+    return dict(_TABLES[key][2])
 
 
 def smallest_fitting(available: Sequence[Profile], needed_bytes: int) -> Profile | None:
