@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
   multihost-checks volume+images e2e+multihost multihost-checks+scenarios scenarios-in-turn \
-  test-infra test-infra-planted test-gpu images-export multihost \
+  test-infra test-infra-planted test-gpu device-check images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
@@ -79,6 +79,12 @@ scenarios: venv docker ## molecule and volume-vm at once (make -j2)
 
 test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML memory within quota (tests/gpu)
 	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v -rs tests/gpu
+
+# A GPU machine with only a driver, nvidia-ml-py and PyTorch (no Docker, no vLLM, no
+# network): the system python3, no venv. See scripts/device_check.py for what it writes.
+DEVICE_OUT ?= reports/device
+device-check: ## On a bare GPU machine: record NVML facts, torch vs NVML totals and the CUDA context overhead into DEVICE_OUT
+	python3 scripts/device_check.py --out $(DEVICE_OUT)
 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_nvml import FakeNVML
+from fake_nvml import FIXTURES, FakeNVML
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "library"))
 from tenancy_gpu_facts import gather, import_nvml, nvidia_pci_devices, unreadable_message
@@ -48,19 +48,31 @@ def test_nvml_is_shut_down_after_reading():
     assert nvml.started is False
 
 
-@pytest.mark.parametrize("fixture", ["a100_80gb", "a100_80gb_mig_7x1g", "h100_80gb"])
-def test_facts_feed_the_planner(fixture, tmp_path):
-    """The tenancy_gpus shape that playbooks/tasks/plan.yml builds from these facts plans."""
+# Every recording, hand-written or from a GPU machine (make device-check writes them).
+RECORDINGS = sorted(p.stem for p in FIXTURES.glob("*.json") if p.stem != "no_driver")
+
+
+@pytest.mark.parametrize("fixture", RECORDINGS)
+@pytest.mark.parametrize("mode", ["shared", "mps", "mig"])
+def test_facts_feed_the_planner_in_every_mode(fixture, mode, tmp_path):
+    """The tenancy_gpus shape that playbooks/tasks/plan.yml builds from these facts plans
+    a 20 GiB tenant on the recorded GPU in each mode (MIG on paper: from the GPU's table)."""
+    from tenancy_mig import profiles
     from tenancy_plan import tenancy_plan
 
-    gpus = [
-        {"index": g["index"], "name": g["name"], "memory": g["memory_total"], "mig": g["mig_capable"]}
-        for g in gather(FakeNVML(fixture))["gpus"]
-    ]
+    facts = gather(FakeNVML(fixture))["gpus"]
+    gpus = [{"index": g["index"], "name": g["name"], "memory": g["memory_total"], "mode": mode} for g in facts]
+    if mode == "mig" and not profiles(facts[0]["name"], facts[0]["memory_total"]):
+        pytest.skip(f"{facts[0]['name']} has no MIG table")
     plan = tenancy_plan(
         [{"name": "a", "port": 30001, "gpu_memory": "20G"}], {}, {"h": {"tenancy_gpus": gpus}}, None, str(tmp_path)
     )
-    assert plan[0]["gpu"] == 0 and plan[0]["gpu_memory_utilization"] == 0.25
+    record = plan[0]
+    assert record["gpu"] == 0 and record["mode"] == mode
+    if mode == "mig":
+        assert record["mig_profile"] and 0 < record["gpu_memory_utilization"] <= 0.95
+    else:
+        assert record["gpu_memory_utilization"] == int(20 * 1024**3 * 100 / facts[0]["memory_total"]) / 100
 
 
 def test_processes_are_mapped_to_their_containers(tmp_path):
