@@ -652,7 +652,8 @@ def _check_minimum(tenant: dict[str, Any], sizing: Mapping[str, Any], on_gpu: bo
             format_bytes(tenant["gpu_memory"]),
             f"{format_bytes(quota)} is below the {_gib(sizing['minimum_bytes'])} minimum "
             f"(weights {_gib(sizing['weights_bytes'])} + KV for {tokens} = "
-            f"{_gib(sizing['kv_bytes'])} + reserve {_gib(sizing['reserve_bytes'])}); "
+            f"{_gib(sizing['kv_bytes'])} + activations and CUDA graphs {_gib(sizing['reserve_bytes'])} "
+            f"+ CUDA context {_gib(sizing['context_bytes'])}); "
             "raise gpu_memory, or lower max_model_len or concurrency, or quantize",
         )
     if not on_gpu and quota < sizing["kv_bytes"]:

@@ -59,7 +59,8 @@ _value:
     kv_bytes_per_token: {description: KV cache bytes per token, type: int}
     kv_bytes: {description: KV cache for max_model_len x concurrency tokens, type: int}
     reserve_bytes: {description: Activations and CUDA graphs, type: int}
-    minimum_bytes: {description: The sum on a GPU, type: int}
+    context_bytes: {description: The engine process's CUDA context (a GPU's, outside torch's allocations), type: int}
+    minimum_bytes: {description: The sum on a GPU (weights + KV + reserve + context), type: int}
 """
 
 GIB = 1024**3
@@ -68,6 +69,12 @@ GIB = 1024**3
 # weights and KV cache. vLLM's own start-up profile measures the real peak; this constant
 # only has to make the plan refuse quotas that cannot possibly work.
 RESERVE_BYTES = int(0.7 * GIB)
+# The CUDA context every engine process holds on its GPU (driver state, kernels, cuBLAS
+# workspaces) outside what torch allocates: vLLM counts it in its budget, so the quota has
+# to hold it. 512 MiB is the usual figure for torch 2.x on A100/H100 (about 300 MiB for
+# the bare context plus the libraries' workspaces); `make device-check` measures it on a
+# GPU (torch's reserved bytes against what NVML charges the process).
+CONTEXT_BYTES = 512 * 1024**2
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "bf16": 2, "fp16": 2}
 
@@ -283,7 +290,8 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
         "kv_bytes_per_token": per_token,
         "kv_bytes": kv,
         "reserve_bytes": RESERVE_BYTES,
-        "minimum_bytes": weights + kv + RESERVE_BYTES,
+        "context_bytes": CONTEXT_BYTES,
+        "minimum_bytes": weights + kv + RESERVE_BYTES + CONTEXT_BYTES,
     }
 
 

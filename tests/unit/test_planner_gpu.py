@@ -47,8 +47,8 @@ def test_quota_below_minimum_states_the_terms(tmp_path):
     message = str(excinfo.value)
     assert "tenant 'companyA': field 'gpu_memory' has invalid value '20GiB'" in message
     assert (
-        "20GiB is below the 53.1GiB minimum (weights 16.4GiB + KV for max_model_len 262144 = 36.0GiB"
-        " + reserve 0.7GiB)" in message
+        "20GiB is below the 53.6GiB minimum (weights 16.4GiB + KV for max_model_len 262144 = 36.0GiB"
+        " + activations and CUDA graphs 0.7GiB + CUDA context 0.5GiB)" in message
     )
 
 
@@ -234,7 +234,8 @@ def test_mig_placement_is_legal_and_never_worse_than_brute_force(tmp_path_factor
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 70), st.booleans()), min_size=1, max_size=10))
+# From 2 GiB: a GPU tenant's minimum is at least the reserve and the CUDA context (1.2 GiB).
+@given(st.lists(st.tuples(st.integers(2, 70), st.booleans()), min_size=1, max_size=10))
 def test_plans_are_deterministic_and_never_oversubscribe(tmp_path_factory, specs):
     tmp_path = tmp_path_factory.mktemp("models")
     hosts = gpus({**A100_80, "index": 0}, {**A100_80, "index": 1}, {**MIG80, "index": 2})

@@ -272,7 +272,8 @@ def test_pinned_gpu_needs_a_pinned_host():
         tenancy_plan([{**A, "gpu": 0}], {}, gpu_hosts(g1=[A100]))
 
 
-@given(st.lists(st.integers(1, 80), min_size=1, max_size=12), st.integers(1, 3))
+# From 2 GiB: a GPU tenant's minimum is at least the reserve and the CUDA context (1.2 GiB).
+@given(st.lists(st.integers(2, 80), min_size=1, max_size=12), st.integers(1, 3))
 def test_no_gpu_is_ever_oversubscribed(quotas_gib, gpu_count):
     gpus = [{**A100, "index": i} for i in range(gpu_count)]
     tenants = [{"name": f"t{i}", "port": 30000 + i, "gpu_memory": f"{q}G"} for i, q in enumerate(quotas_gib)]
@@ -398,7 +399,7 @@ def test_engine_runs_as_an_arbitrary_uid(on_gpu):
     needs USER or LOGNAME, and every cache must point at a writable place (the root
     filesystem is read-only): /tmp on CPU engines, the tenant's own volume on GPU engines."""
     hosts = gpu_hosts(g1=[A100]) if on_gpu else ["localhost"]
-    env = tenancy_plan([A], {}, hosts)[0]["engine_env"]
+    env = tenancy_plan([{**A, "gpu_memory": "2G"}], {}, hosts)[0]["engine_env"]
     assert env["USER"] and env["LOGNAME"] and env["HOME"] == "/tmp"
     root = "/data/.cache" if on_gpu else "/tmp/.cache"
     for variable in ("XDG_CACHE_HOME", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "VLLM_CACHE_ROOT"):
