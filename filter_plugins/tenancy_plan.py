@@ -136,6 +136,11 @@ _value:
     mode: {description: cpu, shared, mps or mig, type: str}
     memory_bytes: {description: The quota in bytes, type: int}
     gpu_memory_utilization: {description: vLLM fraction on a GPU, else null, type: float}
+    kv_cache_bytes:
+      description:
+        - The KV cache the engine gets. On a GPU (--kv-cache-memory-bytes) the quota less weights, activations
+          and graphs, and the CUDA context; null for a model the planner cannot size. On a CPU host the quota.
+      type: int
     engine_args: {description: Arguments after C(vllm serve), type: list}
     engine_env: {description: Environment of the engine container, type: dict}
     names: {description: Names of the tenant's Docker objects and host paths, type: dict}
@@ -527,6 +532,7 @@ def _engine(
     gpu: Mapping[str, Any] | None,
     cpuset: str | None,
     mig: tuple[tenancy_mig.Profile, int] | None,
+    sizing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Engine arguments after ``vllm serve``, its environment and limits, for its slot."""
     model = f"{models_mount}/{tenant['model']}" if tenant["model_kind"] == "local" else tenant["model"]
@@ -589,6 +595,7 @@ def _engine(
             "engine_args": args,
             "engine_env": env,
             "gpu_memory_utilization": None,
+            "kv_cache_bytes": kv_gib * GIB,
             "memory_limit": tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES + mm_cache_bytes,
         }
     if mig is not None:
@@ -602,6 +609,17 @@ def _engine(
     if fraction < 0.01:
         raise _err(tenant["name"], "gpu_memory", tenant["gpu_memory"], "is below 1% of the GPU's memory")
     args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
+    # An absolute KV budget: what the quota leaves after the weights, the activations and
+    # graphs, and the CUDA context. vLLM then sizes its KV cache to exactly that, whatever
+    # torch reports as the GPU's total and whatever other tenants use, so the tenant's
+    # footprint is its quota. (With only the fraction, vLLM multiplies it by torch's total,
+    # which is smaller than NVML's.) Unknown models keep the fraction alone.
+    kv_cache_bytes = None
+    if sizing and sizing.get("known"):
+        kv_cache_bytes = (
+            tenant["gpu_memory"] - sizing["weights_bytes"] - sizing["reserve_bytes"] - sizing["context_bytes"]
+        )
+        args += ["--kv-cache-memory-bytes", str(kv_cache_bytes)]
     if gpu["mode"] == "mps":
         # The container sees its one GPU as device 0.
         env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={tenant['gpu_memory'] // 1024**2}M"
@@ -611,6 +629,7 @@ def _engine(
         "engine_args": args,
         "engine_env": env,
         "gpu_memory_utilization": fraction,
+        "kv_cache_bytes": kv_cache_bytes,
         "memory_limit": tenant["memory_limit"] or tenant["gpu_memory"] + GPU_ENGINE_HOST_MEMORY_BYTES + mm_cache_bytes,
     }
 
@@ -1113,6 +1132,7 @@ def tenancy_plan(
                     "mig_start": None,
                     "memory_bytes": tenant["gpu_memory"],
                     "gpu_memory_utilization": None,
+                    "kv_cache_bytes": None,
                     "engine_args": [],
                     "engine_env": {},
                     "cpuset": None,
@@ -1138,6 +1158,7 @@ def tenancy_plan(
                     gpu,
                     cpusets.get(tenant["name"]),
                     None if profile is None else (profile, start),
+                    sizing,
                 ),
                 "cpuset": cpusets.get(tenant["name"]),
                 "cpu_shared": tenant["name"] in shared_cores,

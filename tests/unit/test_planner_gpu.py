@@ -272,3 +272,20 @@ def test_unplaced_mig_tenants_really_fit_nowhere(tmp_path_factory, quota_gib):
             wanted = tenancy_mig.smallest_fitting(PROFILES, record["memory_bytes"])
             for layout in layouts.values():
                 assert tenancy_mig.place([p for p, _ in layout] + [wanted]) is None, record["unplaced_reason"]
+
+
+def test_a_gpu_tenant_gets_an_absolute_kv_budget_of_what_its_quota_leaves(tmp_path):
+    """--kv-cache-memory-bytes = quota - weights - activations/graphs - CUDA context, so the
+    engine's footprint is its quota whatever torch reports as the GPU's total."""
+    record = plan([t("companyA", "24G", 30001, model=QWEN8, max_model_len=8192)], gpus(A100_80), tmp_path)[0]
+    sizing = record["sizing"]
+    expected = 24 * GIB - sizing["weights_bytes"] - sizing["reserve_bytes"] - sizing["context_bytes"]
+    args = record["engine_args"]
+    assert args[args.index("--kv-cache-memory-bytes") + 1] == str(expected) == str(record["kv_cache_bytes"])
+    assert record["kv_cache_bytes"] >= sizing["kv_bytes"], "the budget holds max_model_len x concurrency"
+    assert "--gpu-memory-utilization" in args
+
+
+def test_a_model_the_planner_cannot_size_keeps_the_fraction_alone(tmp_path):
+    record = plan([t("companyA", "24G", 30001, model="someorg/unknown-model")], gpus(A100_80), tmp_path)[0]
+    assert "--kv-cache-memory-bytes" not in record["engine_args"] and record["kv_cache_bytes"] is None
