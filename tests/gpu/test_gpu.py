@@ -13,8 +13,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import threading
+import time
+
 import pytest
-from tenancy_inventory import ROOT, load_plan, run_ansible
+import requests
+from tenancy_inventory import ROOT, api_key, base_url, load_plan, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
 
@@ -120,3 +124,88 @@ def test_only_a_mig_tenant_sees_just_its_own_memory(gpu_tenants):
             assert abs(seen - whole) <= whole * 0.02, (
                 f"{tenant['name']} ({tenant['mode']}) sees {seen} bytes, GPU total {whole}"
             )
+
+
+# --- memory under a saturating load ----------------------------------------------------
+LOAD_SECONDS = float(os.environ.get("GPU_LOAD_SECONDS", "60"))
+LOAD_USERS = int(os.environ.get("GPU_LOAD_USERS", "32"))
+
+
+def engine_pids(engine: str) -> set[int]:
+    """Host PIDs of every process of an engine container (API server, engine core...)."""
+    result = subprocess.run(["docker", "top", engine, "-eo", "pid"], text=True, capture_output=True, check=True)
+    return {int(line) for line in result.stdout.split()[1:] if line.strip().isdigit()}
+
+
+def gpu_memory_of(pids: set[int]) -> int:
+    """What NVML charges those processes, summed over every GPU and MIG device."""
+    result = subprocess.run(
+        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    total = 0
+    for line in result.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in pids and parts[1].isdigit():
+            total += int(parts[1]) * 1024**2
+    return total
+
+
+def saturate(tenant: dict, stop: threading.Event) -> None:
+    """Long generations, as many at once as the engine takes and more."""
+    url = f"{base_url(tenant)}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {api_key(INVENTORY, tenant['name'])}"}
+    body = {
+        "model": tenant["served_model_name"],
+        "messages": [{"role": "user", "content": "Write a long story. " * 50}],
+        "max_tokens": max(16, tenant["max_model_len"] // 2),
+        "ignore_eos": True,
+    }
+    while not stop.is_set():
+        try:
+            requests.post(url, json=body, headers=headers, timeout=600)
+        except requests.RequestException:
+            time.sleep(1)
+
+
+def terms(tenant: dict) -> str:
+    sizing = tenant.get("sizing") or {}
+    if not sizing.get("known"):
+        return "model not sized by the planner: the quota is vLLM's fraction of the GPU only"
+    gib = 1024**3
+    return (
+        f"quota {tenant['memory_bytes'] / gib:.1f} GiB = weights {sizing['weights_bytes'] / gib:.1f} + activations "
+        f"and CUDA graphs {sizing['reserve_bytes'] / gib:.1f} + CUDA context {sizing['context_bytes'] / gib:.1f} + "
+        f"KV cache {(tenant.get('kv_cache_bytes') or 0) / gib:.1f} (--kv-cache-memory-bytes)"
+    )
+
+
+def test_each_tenant_stays_within_its_quota_under_a_saturating_load(gpu_tenants):
+    """Every GPU tenant at once, flooded with long generations for GPU_LOAD_SECONDS; the
+    peak NVML memory of each engine's processes must stay within its quota."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=saturate, args=(tenant, stop), daemon=True)
+        for tenant in gpu_tenants
+        for _ in range(LOAD_USERS)
+    ]
+    for thread in threads:
+        thread.start()
+    peaks = {t["name"]: 0 for t in gpu_tenants}
+    pids = {t["name"]: engine_pids(t["names"]["engine"]) for t in gpu_tenants}
+    deadline = time.monotonic() + LOAD_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            for tenant in gpu_tenants:
+                peaks[tenant["name"]] = max(peaks[tenant["name"]], gpu_memory_of(pids[tenant["name"]]))
+            time.sleep(1)
+    finally:
+        stop.set()
+    over = []
+    for tenant in gpu_tenants:
+        print(f"{tenant['name']}: peak {peaks[tenant['name']] / 1024**3:.2f} GiB under load; {terms(tenant)}")
+        if not 0 < peaks[tenant["name"]] <= tenant["memory_bytes"]:
+            over.append(f"{tenant['name']} peaked at {peaks[tenant['name']]} bytes, quota {tenant['memory_bytes']}")
+    assert not over, "; ".join(over)
