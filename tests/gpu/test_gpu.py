@@ -11,10 +11,9 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
-
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
