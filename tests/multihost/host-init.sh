@@ -3,7 +3,7 @@
 # remounts the cgroup hierarchies read-write for the host's own dockerd; see
 # tests/molecule/dind/dind-init.sh).
 #
-# 1. Give this host its own SSH host keys (generated here, never baked into the image),
+# 1. Give this host its own SSH host key (generated here, never baked into the image),
 #    and authorise the controller's key for root and for the sudo user named in
 #    /etc/tenancy-test/user (written by up.yml through a read-only bind mount).
 # 2. Run sshd in the foreground as the host's service.
@@ -11,7 +11,10 @@ set -eu
 
 # /run is a tmpfs: sshd's privilege separation directory is made at every start.
 mkdir -p /run/sshd
-ssh-keygen -A >/dev/null
+# Only the ed25519 key (the one up.yml reads and the controller trusts): RSA key
+# generation took long enough on a loaded 2-core CI machine for up.yml's wait to time out.
+hostkey=/etc/ssh/ssh_host_ed25519_key
+[ -f "$hostkey" ] || ssh-keygen -q -t ed25519 -N '' -f "$hostkey"
 key=/etc/tenancy-test/authorized_key
 user=$(cat /etc/tenancy-test/user)
 if [ "$user" = root ]; then
@@ -26,4 +29,4 @@ fi
 install -d -m 0700 -o "$user" -g "$user" "$home/.ssh"
 install -m 0600 -o "$user" -g "$user" "$key" "$home/.ssh/authorized_keys"
 
-exec /usr/sbin/sshd -D -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password
+exec /usr/sbin/sshd -D -e -o HostKey="$hostkey" -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password
