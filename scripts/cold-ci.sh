@@ -25,6 +25,12 @@ apt-get autoremove -y -qq >/dev/null 2>&1
 rm -rf /var/lib/docker /var/lib/containerd /var/lib/tenancy /etc/tenancy /var/cache/tenancy-vm \
   /root/.cache/pip /root/.cache/tenancy /tmp/ci /var/run/docker.pid /var/run/docker.sock
 ip link del docker0 2>/dev/null
+# Docker's user-defined bridges outlive the purge too. A stale one that keeps a subnet the
+# tests use again (the multi-host network, 10.203.0.0/24) keeps its route, link down, and
+# traffic to the new hosts goes nowhere: the cold CI of dfd71fd "timed out" waiting for sshd.
+for bridge in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep '^br-'); do
+  ip link del "$bridge"
+done
 
 git clone -q "$repo" /tmp/ci && git -C /tmp/ci checkout -q "$commit" || exit 1
 cd /tmp/ci && /usr/bin/time -v env CI=true bash .ci/run > /tmp/ci.log 2>&1
