@@ -13,6 +13,7 @@ The KV term uses the per-token size vLLM allocates:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -231,12 +232,20 @@ def geometry_from_config(directory: Path) -> dict[str, Any]:
     return geometry
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_geometry(directory: str, _mtime_ns: int) -> dict[str, Any]:
+    return geometry_from_config(Path(directory))
+
+
 def model_geometry(model: str, models_dir: str | Path) -> tuple[dict[str, Any] | None, str]:
     """(geometry, source) for a model; geometry is None when nothing is known."""
     directory = model_dir(model, models_dir)
     if directory is not None:
         try:
-            geometry = geometry_from_config(directory)
+            config = directory / "config.json"
+            # The planner asks about each model three times (images, quantization, size):
+            # read its files once per change of config.json.
+            geometry = dict(_cached_geometry(str(directory), config.stat().st_mtime_ns))
         except (OSError, ValueError, KeyError) as exc:
             raise AnsibleFilterError(f"model {model!r}: cannot read {directory / 'config.json'}: {exc}") from exc
         key, _ = _split_name(model)

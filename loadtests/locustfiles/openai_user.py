@@ -16,6 +16,7 @@ import struct
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -61,15 +62,13 @@ def model_takes_images(tenant: dict) -> bool:
     return bool(tenant.get("takes_images"))
 
 
-def noise_png(side: int, seed: int = 0) -> str:
-    """A side x side PNG of random pixels as a data URL: no codec shrinks it, so the
-    body is as big as the picture (about 4 x side^2 bytes in base64)."""
-    rng = random.Random(seed)
-    rows = b"".join(b"\x00" + rng.randbytes(side * 3) for _ in range(side))
+def png_url(side: int, row: Callable[[], bytes]) -> str:
+    """A side x side RGB PNG as a data URL; row() gives each row's pixel bytes."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
+    rows = b"".join(b"\x00" + row() for _ in range(side))
     png = (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
@@ -79,20 +78,16 @@ def noise_png(side: int, seed: int = 0) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def noise_png(side: int, seed: int = 0) -> str:
+    """A side x side PNG of random pixels: no codec shrinks it, so the body is as big as
+    the picture (about 4 x side^2 bytes in base64)."""
+    rng = random.Random(seed)
+    return png_url(side, lambda: rng.randbytes(side * 3))
+
+
 def tiny_png() -> str:
     """An 8x8 red PNG as a data URL: enough for a vision model, no file needed."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 8 for _ in range(8))
-    png = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+    return png_url(8, lambda: b"\xff\x00\x00" * 8)
 
 
 class TenantUser(HttpUser):

@@ -101,14 +101,19 @@ def test_streamed_image_chat(image_tenant, image_client, fmt):
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 25
 
 
+def body_of_size(tenant: dict, share: float) -> bytes:
+    """A chat body about `share` x max_body_size, nearly all of it one random-pixel PNG
+    (base64 is 4/3 of the PNG, and the PNG is 3 bytes per pixel, uncompressed)."""
+    side = int((tenant["max_body_size"] * share * 3 / 4 / 3) ** 0.5)
+    png = picture(side, side, "PNG", noise=True)
+    message = image_message(data_url(png, "PNG"))
+    return json.dumps({"model": tenant["served_model_name"], "messages": message, "max_tokens": 4}).encode()
+
+
 def test_an_image_just_under_the_body_cap_passes(image_tenant, inventory):
     """A body of 95 % or more of max_body_size, nearly all of it one PNG, is served."""
     cap = image_tenant["max_body_size"]
-    side = int((cap * 0.96 * 3 / 4 / 3) ** 0.5)
-    png = picture(side, side, "PNG", noise=True)
-    body = json.dumps(
-        {"model": image_tenant["served_model_name"], "messages": image_message(data_url(png, "PNG")), "max_tokens": 4}
-    ).encode()
+    body = body_of_size(image_tenant, 0.96)
     assert 0.95 * cap <= len(body) <= cap, (len(body), cap)
     response = post_chat(image_tenant, inventory, body)
     assert response.status_code == 200, response.text[:300]
@@ -116,13 +121,8 @@ def test_an_image_just_under_the_body_cap_passes(image_tenant, inventory):
 
 
 def test_an_image_over_the_body_cap_gets_413_and_never_reaches_the_engine(image_tenant, inventory, docker_client):
-    cap = image_tenant["max_body_size"]
-    side = int((cap * 1.02 * 3 / 4 / 3) ** 0.5)
-    png = picture(side, side, "PNG", noise=True)
-    body = json.dumps(
-        {"model": image_tenant["served_model_name"], "messages": image_message(data_url(png, "PNG")), "max_tokens": 4}
-    ).encode()
-    assert len(body) > cap
+    body = body_of_size(image_tenant, 1.02)
+    assert len(body) > image_tenant["max_body_size"]
     since = int(time.time()) - 1
     response = post_chat(image_tenant, inventory, body)
     assert response.status_code == 413, response.text[:300]
