@@ -14,10 +14,10 @@ INVENTORY ?= inventory/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker demo deploy smoke plan lint unit volume volume-vm molecule e2e test bench loadtest \
+.PHONY: help venv docker demo deploy smoke plan usage lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
   multihost-checks volume+images e2e+multihost multihost-checks+scenarios checks-then-molecule \
-  test-infra test-infra-planted test-gpu device-check images-export multihost \
+  test-infra test-infra-planted test-gpu bench-monitoring device-check images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
@@ -44,6 +44,9 @@ smoke: venv ## Chat with every tenant through its gateway and print the table
 
 demo: deploy smoke ## The main job: deploy the demo tenants, then prove they answer
 
+usage: venv ## Usage per tenant over the last SINCE (default 24h) from each host's Prometheus; chart in tenants-usage.svg
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/tenants-usage.yml -e since=$(or $(SINCE),24h)
+
 plan: venv ## Print the plan without changing anything
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/plan.yml
 
@@ -53,7 +56,8 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --offline
 	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml playbooks/host.yml playbooks/tenant-add.yml \
-	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml
+	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml \
+	  playbooks/tenants-usage.yml
 
 unit: venv ## Unit tests of the planner filter
 	$(BIN)/pytest -q tests/unit --durations=5
@@ -203,3 +207,7 @@ bench: venv docker ## Gateway overhead and converge benchmarks (results: docs/be
 	$(BIN)/python scripts/bench_gateway.py --inventory $(INVENTORY) || status=$$?; \
 	  $(BIN)/ansible-playbook -i $(INVENTORY) site.yml >/dev/null; exit $${status:-0}
 	$(BIN)/python scripts/bench_converge.py --inventory $(INVENTORY)
+
+bench-monitoring: venv ## What the host's Prometheus costs (CPU, memory, disk), idle and under load
+	$(BIN)/python scripts/bench_monitoring.py --inventory $(INVENTORY) --clients 0 --seconds 60
+	$(BIN)/python scripts/bench_monitoring.py --inventory $(INVENTORY) --clients 2 --seconds 120

@@ -39,7 +39,9 @@ description:
   - Any error raises C(AnsibleFilterError) naming the tenant, the field and the
     value, so a playbook fails before a host changes.
   - Sizes accept C(10G), C(10GiB), C(10240M) and plain bytes; G means GiB (1024^3).
-positional: _input, defaults, hosts, overrides, models_dir, allow_unplaced, models_mount, placement
+positional: >-
+  _input, defaults, hosts, overrides, models_dir, allow_unplaced, models_mount, placement,
+  cpu_oversubscribe, metrics_port_offset
 options:
   _input:
     description:
@@ -104,6 +106,14 @@ options:
         from each other); their records say C(cpu_shared) and the plan table says SHARED.
     type: bool
     default: false
+  metrics_port_offset:
+    description:
+      - Each tenant's metrics port (its gateway's operator-only /metrics, published on the
+        host's loopback by default) is its port plus this offset. A metrics port above
+        65535, or one that is another tenant's port or metrics port on the same host,
+        fails the plan naming the tenant, C(port) and the value.
+    type: int
+    default: 10000
 """
 
 EXAMPLES = r"""
@@ -127,6 +137,9 @@ _value:
     endpoint:
       description: The tenant's OpenAI base URL as clients reach it (bind_address, or the host's address for 0.0.0.0)
       type: str
+    metrics_port:
+      description: Host port of the tenant's operator-only metrics (port + metrics_port_offset)
+      type: int
     gpu: {description: GPU index, or null on a CPU host, type: int}
     takes_images:
       description: The model has a vision tower (config.json has vision_config), or the tenant set max_images
@@ -251,6 +264,8 @@ GPU_ENGINE_HOST_MEMORY_BYTES = 16 * GIB
 # GPU memory kept free on every GPU for the CUDA context of each process and the
 # driver: quotas on one GPU must sum to at most total - reserve.
 GPU_RESERVE_BYTES = 1 * GIB
+# A tenant's metrics port is its port plus this (tenancy_metrics_port_offset).
+METRICS_PORT_OFFSET = 10000
 GPU_MODES = ("shared", "mps", "mig")
 # Largest gpu_memory_utilization inside a MIG instance (room for the CUDA context).
 MIG_MAX_UTILIZATION = 0.95
@@ -508,7 +523,7 @@ def resolve_quantization(tenant: dict[str, Any], models_dir: str) -> None:
         )
 
 
-def _check_unique(tenants: list[dict[str, Any]]) -> None:
+def _check_unique(tenants: list[dict[str, Any]], metrics_port_offset: int = METRICS_PORT_OFFSET) -> None:
     seen_names: dict[str, str] = {}
     for tenant in tenants:
         key = tenant["name"].lower()
@@ -517,13 +532,37 @@ def _check_unique(tenants: list[dict[str, Any]]) -> None:
             why = "duplicate name" if other == tenant["name"] else f"collides with tenant {other!r} (names ignore case)"
             raise _err(tenant["name"], "name", tenant["name"], why)
         seen_names[key] = tenant["name"]
+    # Ports are host ports: each tenant's own and its metrics port (port + offset).
     seen_ports: dict[tuple[Any, int], str] = {}
-    # A tenant being removed frees its port in the same run.
-    for tenant in (t for t in tenants if t["state"] != "absent"):
+    # A tenant being removed frees its ports in the same run.
+    present = [t for t in tenants if t["state"] != "absent"]
+    for tenant in present:
         key = (tenant["host"], tenant["port"])
         if key in seen_ports:
             raise _err(tenant["name"], "port", tenant["port"], f"already used by tenant {seen_ports[key]!r}")
         seen_ports[key] = tenant["name"]
+    # With one offset for all, two metrics ports never meet; a metrics port can be
+    # another tenant's port.
+    for tenant in present:
+        metrics_port = tenant["port"] + metrics_port_offset
+        if not 1024 <= metrics_port <= 65535:
+            raise _err(
+                tenant["name"],
+                "port",
+                tenant["port"],
+                f"its metrics port would be {metrics_port} (port + tenancy_metrics_port_offset "
+                f"{metrics_port_offset}), outside 1024-65535; pick a port below {65536 - metrics_port_offset} "
+                "or another offset",
+            )
+        other = seen_ports.get((tenant["host"], metrics_port))
+        if other is not None:
+            raise _err(
+                tenant["name"],
+                "port",
+                tenant["port"],
+                f"its metrics port {metrics_port} (port + tenancy_metrics_port_offset {metrics_port_offset}) "
+                f"is the port of tenant {other!r}",
+            )
 
 
 def _engine(
@@ -1079,6 +1118,7 @@ def tenancy_plan(
     models_mount: str = "/models",
     placement: str = "spread",
     cpu_oversubscribe: bool = False,
+    metrics_port_offset: int = METRICS_PORT_OFFSET,
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
     defaults = dict(defaults or {})
@@ -1106,7 +1146,8 @@ def tenancy_plan(
             f"{len(placement.unplaced)} tenant(s) cannot be placed ({others}). "
             "Free MIG slices, lower quotas, or set tenancy_allow_unplaced to deploy the rest",
         )
-    _check_unique([t for t in validated if t["name"] not in placement.unplaced])
+    metrics_port_offset = int(metrics_port_offset)
+    _check_unique([t for t in validated if t["name"] not in placement.unplaced], metrics_port_offset)
     # What is wrong with a tenant itself is reported before what does not fit on its host.
     sizings = {t["name"]: tenancy_sizing.tenancy_sizing(t, models_dir) for t in validated}
     for tenant in validated:
@@ -1119,6 +1160,7 @@ def tenancy_plan(
     for tenant in sorted(validated, key=lambda t: t["name"].lower()):
         record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
         record["endpoint"] = endpoint(tenant, hosts)
+        record["metrics_port"] = tenant["port"] + metrics_port_offset
         sizing = sizings[tenant["name"]]
         if tenant["name"] in placement.unplaced:
             plan.append(

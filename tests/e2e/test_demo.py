@@ -112,7 +112,17 @@ def test_wrong_scheme_and_garbage_keys_are_rejected(tenants, inventory, name):
 
 @pytest.mark.parametrize(
     "path",
-    ["/metrics", "/invocations", "/tokenize", "/pause", "/version", "/v1/../tokenize", "/v1/%2e%2e/tokenize", "/"],
+    [
+        "/metrics",
+        "/engine/metrics",
+        "/invocations",
+        "/tokenize",
+        "/pause",
+        "/version",
+        "/v1/../tokenize",
+        "/v1/%2e%2e/tokenize",
+        "/",
+    ],
 )
 def test_only_v1_and_health_are_exposed(tenants, inventory, path):
     tenant = tenants["companyA"]

@@ -127,10 +127,14 @@ def engine_network(attrs: dict, tenant: dict, internal: bool) -> list[str]:
     return problems
 
 
-def gateway_network(attrs: dict, tenant: dict) -> list[str]:
-    """The gateway joins its tenant's two networks and publishes exactly the tenant's port."""
+def gateway_network(attrs: dict, tenant: dict, metrics_address: str = "127.0.0.1") -> list[str]:
+    """The gateway joins its tenant's two networks and publishes exactly the tenant's port
+    and, on the metrics address only (the loopback), its operator-only metrics port."""
     problems = []
-    want = {"8080/tcp": [{"HostIp": tenant["bind_address"], "HostPort": str(tenant["port"])}]}
+    want = {
+        "8080/tcp": [{"HostIp": tenant["bind_address"], "HostPort": str(tenant["port"])}],
+        "9101/tcp": [{"HostIp": metrics_address, "HostPort": str(tenant["metrics_port"])}],
+    }
     if attrs["HostConfig"]["PortBindings"] != want:
         problems.append(f"gateway publishes {attrs['HostConfig']['PortBindings']}, want {want}")
     networks = sorted(attrs["NetworkSettings"]["Networks"])
@@ -151,7 +155,17 @@ def foreign_data_mounts(attrs: dict, tenant: dict, data_dir: str) -> list[str]:
 
 # --- gateway behaviour ------------------------------------------------------------------
 
-HIDDEN_PATHS = ("/metrics", "/tokenize", "/pause", "/version", "/invocations", "/load", "/", "/v1/../tokenize")
+HIDDEN_PATHS = (
+    "/metrics",
+    "/engine/metrics",
+    "/tokenize",
+    "/pause",
+    "/version",
+    "/invocations",
+    "/load",
+    "/",
+    "/v1/../tokenize",
+)
 
 
 def exposed_paths(statuses: dict[str, int]) -> list[str]:

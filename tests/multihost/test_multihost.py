@@ -136,6 +136,41 @@ def test_tenants_list_shows_each_tenants_host_and_endpoint(tenants, tmp_path):
         assert [row["host"], row["endpoint"]] in [words[1:3] for words in rows_shown], rows_shown
 
 
+def test_usage_report_covers_every_tenant_on_every_host(tenants, tmp_path):
+    """Each host's Prometheus scrapes its own tenants; the report merges both hosts. The
+    chat test above sent each tenant at least one request."""
+    output, chart = tmp_path / "usage.json", tmp_path / "usage.svg"
+    report = playbook(
+        "tenants-usage.yml",
+        "-e",
+        "since=1h",
+        "-e",
+        "output=json",
+        "-e",
+        f"usage_output={output}",
+        "-e",
+        f"usage_chart={chart}",
+    )
+    assert report.returncode == 0, report.stdout[-4000:]
+    rows = {row["tenant"]: row for row in json.loads(output.read_text())["rows"]}
+    assert {name: row["host"] for name, row in rows.items()} == {n: t["host"] for n, t in tenants.items()}
+    assert all(row["requests"] >= 1 and row["generation_tokens"] >= 1 for row in rows.values()), rows
+    assert chart.read_text().count("<polyline") == len(tenants)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_metrics_and_prometheus_are_not_reachable_from_the_network(tenants, host):
+    """Only a tenant's own port is published on the host's address; its metrics port and
+    Prometheus listen on the host's loopback, where they answer."""
+    address = next(h["address"] for h in TEST_HOSTS["multihost_hosts"] if h["name"] == host)
+    ports = [t["metrics_port"] for t in tenants.values() if t["host"] == host] + [9090]
+    for port in ports:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://{address}:{port}/metrics", timeout=5)
+        fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+        assert "# TYPE" in on_host(host, "python3", "-c", fetch, f"http://127.0.0.1:{port}/metrics")
+
+
 # --- the verbs, on the second host --------------------------------------------------------
 
 

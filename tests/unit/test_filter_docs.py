@@ -14,13 +14,20 @@ def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
         "tenancy_host_engines",
         "tenancy_host_tenants",
+        "tenancy_key_commands",
+        "tenancy_key_map",
+        "tenancy_list_row",
         "tenancy_mig",
         "tenancy_mig_state",
         "tenancy_nvidia_driver",
         "tenancy_plan",
         "tenancy_plan_diff",
         "tenancy_plan_table",
+        "tenancy_scrape_targets",
         "tenancy_sizing",
+        "tenancy_usage",
+        "tenancy_usage_queries",
+        "tenancy_usage_render",
     ]
 
 

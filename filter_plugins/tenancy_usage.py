@@ -1,0 +1,241 @@
+"""Per-tenant usage over a time range, exact across engine restarts, from the raw
+samples of each host's Prometheus (playbooks/tenants-usage.yml).
+
+Also the metering code the other metering filters import (tenancy_scrape_targets,
+tenancy_usage_queries, tenancy_usage_render): which series make up a tenant's usage,
+and exact counter increases. Tested in tests/unit/test_metering.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: tenancy_usage
+short_description: Per-tenant usage over a time range, exact across engine restarts
+version_added: "0.1.0"
+description:
+  - Sums, per tenant and host, the increase of each usage series over the range from
+    the raw samples Prometheus stored (the answers to C(tenancy_usage_queries)'
+    queries), not PromQL's extrapolating C(increase()).
+  - A counter that goes down was reset (its engine restarted), so its new value is all
+    new usage. A series with no sample at or before C(start) starts from 0.
+  - Columns - C(requests) (requests the engine served), C(prompt_tokens),
+    C(generation_tokens), C(tokens) (both), C(refused_4xx) (answered 4xx by the gateway
+    or the engine), C(rate_limited) (of those, the 429s above the tenant's rpm_limit),
+    C(failed_5xx), and C(share) (of all tenants' tokens).
+  - Anything malformed raises C(AnsibleFilterError).
+positional: _input, start, end
+options:
+  _input:
+    description:
+      - A list of C({column, result}), C(result) being a Prometheus range-vector answer's
+        C(data.result), or the results of a looped C(ansible.builtin.uri) call whose
+        C(item) has the C(column) and whose C(json) is Prometheus' answer.
+    type: list
+    elements: dict
+    required: true
+  start:
+    description: Start of the range, a Unix time.
+    type: float
+    required: true
+  end:
+    description: End of the range, a Unix time.
+    type: float
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Sum the usage
+  ansible.builtin.set_fact:
+    usage: "{{ answers | tenancy_usage(range.start, range.end) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The report.
+  type: dict
+  contains:
+    rows: {description: One row per tenant and host, type: list, elements: dict}
+    totals: {description: The sum of each column, type: dict}
+    series: {description: Per tenant, its running token total at each sample, for the chart, type: dict}
+    start: {description: Start of the range, type: float}
+    end: {description: End of the range, type: float}
+"""
+
+# The usage report's columns and the series each one sums, per tenant. The engine's
+# counters (vLLM) count what it served; the gateway's (HAProxy's exporter, frontend
+# "tenant") count what it answered itself or passed on, by status class.
+USAGE_SERIES: dict[str, str] = {
+    "requests": 'vllm:request_success_total{job="tenancy_engine"}',
+    "prompt_tokens": 'vllm:prompt_tokens_total{job="tenancy_engine"}',
+    "generation_tokens": 'vllm:generation_tokens_total{job="tenancy_engine"}',
+    "refused_4xx": 'haproxy_frontend_http_responses_total{job="tenancy_gateway",proxy="tenant",code="4xx"}',
+    # Of those, the requests above the tenant's rpm_limit.
+    "rate_limited": 'haproxy_backend_http_requests_total{job="tenancy_gateway",proxy="rate_limited"}',
+    "failed_5xx": 'haproxy_frontend_http_responses_total{job="tenancy_gateway",proxy="tenant",code="5xx"}',
+}
+# Samples before the range's start that give each series its starting value.
+LOOKBACK_S = 300
+
+DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any, field: str) -> int:
+    """``90s``, ``15m``, ``24h``, ``30d``, ``2w`` in seconds."""
+    match = DURATION_RE.match(str(value).strip())
+    if not match or int(match.group(1)) == 0:
+        raise AnsibleFilterError(
+            f"usage report: field {field!r} has invalid value {value!r}; expected e.g. 90s, 15m, 24h, 30d"
+        )
+    return int(match.group(1)) * UNITS[match.group(2)]
+
+
+def parse_time(value: Any, field: str, now: float) -> float:
+    """A Unix time, an ISO 8601 time (UTC unless it says otherwise) or ``now``."""
+    if value in (None, "", "now"):
+        return float(now)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AnsibleFilterError(
+            f"usage report: field {field!r} has invalid value {value!r}; expected now, a Unix time or "
+            "an ISO 8601 time such as 2026-11-30T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def exact_increase(samples: Sequence[tuple[float, float]], start: float) -> tuple[float, list[tuple[float, float]]]:
+    """The exact increase of one counter series after ``start``, and its running total
+    at each sample after ``start``.
+
+    ``samples`` are (time, value) pairs in time order, as Prometheus stored them. The
+    value at the last sample at or before ``start`` is the baseline; a series with no
+    sample there (a tenant added, or a label value first seen, inside the range) starts
+    from 0. A value lower than the one before is a reset (the engine restarted): the
+    counter began again at 0, so the whole new value is new usage. Unlike PromQL's
+    increase(), nothing is extrapolated to the range's edges.
+    """
+    previous = 0.0
+    total = 0.0
+    running: list[tuple[float, float]] = []
+    for time, value in samples:
+        if time <= start:
+            previous = value
+            continue
+        total += value - previous if value >= previous else value
+        previous = value
+        running.append((time, total))
+    return total, running
+
+
+def series_samples(result: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """One series of a Prometheus range-vector answer as (time, value) pairs."""
+    return [(float(t), float(v)) for t, v in result.get("values", [])]
+
+
+def tenant_of(labels: Mapping[str, Any]) -> tuple[str, str]:
+    """(tenant, host) of a series; a series without them is not ours."""
+    tenant, host = labels.get("tenant"), labels.get("host")
+    if not tenant or not host:
+        raise AnsibleFilterError(f"usage report: a series has no tenant or host label: {dict(labels)!r}")
+    return str(tenant), str(host)
+
+
+def sorted_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (r["tenant"].lower(), r["host"]))
+
+
+def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
+    """Sum each tenant's usage between ``start`` and ``end`` (Unix times) from the
+    answers to tenancy_usage_queries' queries."""
+    try:
+        start, end = float(start), float(end)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"tenancy_usage: start {start!r} and end {end!r} must be Unix times") from None
+    if not isinstance(results, Sequence) or isinstance(results, (str, bytes)):
+        raise AnsibleFilterError("tenancy_usage: expected a list of {column, host, result} answers")
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    running: dict[str, list[tuple[float, float]]] = {}
+    for answer in map(_answer, results):
+        column = answer.get("column")
+        if column not in USAGE_SERIES:
+            raise AnsibleFilterError(f"tenancy_usage: unknown column {column!r}; known: {', '.join(USAGE_SERIES)}")
+        for series in answer.get("result") or []:
+            tenant, host = tenant_of(series.get("metric", {}))
+            row = rows.setdefault((tenant, host), {"tenant": tenant, "host": host, **dict.fromkeys(USAGE_SERIES, 0)})
+            total, steps = exact_increase([(t, v) for t, v in series_samples(series) if t <= end], start)
+            row[column] += total
+            if column in ("prompt_tokens", "generation_tokens"):
+                running.setdefault(tenant, []).extend(steps_as_deltas(steps))
+    tokens_total = sum(r["prompt_tokens"] + r["generation_tokens"] for r in rows.values())
+    out_rows = []
+    for row in sorted_rows(rows.values()):
+        for column in USAGE_SERIES:
+            row[column] = round(row[column])
+        row["tokens"] = row["prompt_tokens"] + row["generation_tokens"]
+        row["share"] = round(row["tokens"] / tokens_total, 4) if tokens_total else 0.0
+        out_rows.append(row)
+    totals = {column: sum(r[column] for r in out_rows) for column in (*USAGE_SERIES, "tokens")}
+    return {
+        "start": start,
+        "end": end,
+        "rows": out_rows,
+        "totals": totals,
+        "series": {tenant: cumulative(deltas) for tenant, deltas in sorted(running.items())},
+    }
+
+
+def _answer(entry: Any) -> Mapping[str, Any]:
+    """Either ``{column, result}``, or one result of a looped ansible.builtin.uri call
+    (``item.column``, ``json`` the Prometheus answer), as tenants-usage.yml makes them."""
+    if not isinstance(entry, Mapping):
+        raise AnsibleFilterError(f"tenancy_usage: not an answer: {entry!r}")
+    if "result" in entry:
+        return entry
+    answer = entry.get("json") or {}
+    if answer.get("status") != "success":
+        where = entry.get("url", "Prometheus")
+        raise AnsibleFilterError(
+            f"usage report: {where} did not answer the query for {entry.get('item', {}).get('column')!r}: "
+            f"{answer.get('errorType', 'no answer')} {answer.get('error', entry.get('msg', ''))}".strip()
+        )
+    return {"column": entry.get("item", {}).get("column"), "result": answer.get("data", {}).get("result", [])}
+
+
+def steps_as_deltas(steps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A series' running totals as (time, increase since its previous sample)."""
+    deltas, before = [], 0.0
+    for time, total in steps:
+        deltas.append((time, total - before))
+        before = total
+    return deltas
+
+
+def cumulative(deltas: list[tuple[float, float]]) -> list[list[float]]:
+    """Several series' (time, increase) merged into one running total, in time order."""
+    out, total = [], 0.0
+    for time, delta in sorted(deltas):
+        total += delta
+        out.append([time, total])
+    return out
+
+
+class FilterModule:
+    """Tenancy usage filter."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"tenancy_usage": tenancy_usage}

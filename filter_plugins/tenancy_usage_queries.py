@@ -1,0 +1,70 @@
+"""The Prometheus queries of a usage report: playbooks/tenants-usage.yml sends them to
+each host's Prometheus and hands the answers to tenancy_usage."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tenancy_usage import LOOKBACK_S, USAGE_SERIES, parse_duration, parse_time
+
+DOCUMENTATION = r"""
+name: tenancy_usage_queries
+short_description: The time range and Prometheus queries of a usage report
+version_added: "0.1.0"
+description:
+  - Turns the report's range (a duration back from C(end)) into Unix times, and gives one
+    range-vector query per usage column, to be evaluated at C(end). Each asks for the raw
+    samples of the range plus 5 minutes before it (each series' starting value).
+  - A bad duration or time raises C(AnsibleFilterError) naming the field and the value.
+positional: _input, end
+options:
+  _input:
+    description: How far back from C(end) the report reaches, e.g. C(90s), C(15m), C(24h), C(30d), C(2w).
+    type: str
+    required: true
+  end:
+    description: End of the range - C(now), a Unix time, or an ISO 8601 time (UTC unless it says otherwise).
+    type: str
+    default: now
+"""
+
+EXAMPLES = r"""
+- name: Work out the range and the queries
+  ansible.builtin.set_fact:
+    usage_range: "{{ usage_since | default('24h') | tenancy_usage_queries(usage_end | default('now')) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The range and its queries.
+  type: dict
+  contains:
+    start: {description: Start of the range, a Unix time, type: float}
+    end: {description: End of the range, a Unix time, type: float}
+    queries:
+      description: C({column, query}) per usage column; evaluate each at C(end).
+      type: list
+      elements: dict
+"""
+
+
+def tenancy_usage_queries(since: Any, end: Any = "now", now: float | None = None) -> dict[str, Any]:
+    seconds = parse_duration(since, "since")
+    end_s = parse_time(end, "end", time.time() if now is None else now)
+    window = seconds + LOOKBACK_S
+    return {
+        "start": end_s - seconds,
+        "end": end_s,
+        "queries": [{"column": column, "query": f"{series}[{window}s]"} for column, series in USAGE_SERIES.items()],
+    }
+
+
+class FilterModule:
+    """Tenancy usage query filter."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"tenancy_usage_queries": tenancy_usage_queries}

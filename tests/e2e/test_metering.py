@@ -1,0 +1,151 @@
+"""End to end: per-tenant metrics for the operator only, the host's Prometheus scraping
+every tenant with its labels, and the usage report (playbooks/tenants-usage.yml)
+matching what the clients counted, across an engine restart (docs/metering.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+from checks import gateway_network
+from helpers import INVENTORY
+from tenancy_inventory import ROOT, base_url, run_ansible
+
+PROMETHEUS = "http://127.0.0.1:9090"
+# Two of the monitoring role's scrape intervals (5 s) and a margin.
+SETTLE_S = 12
+
+
+def api_key(name: str) -> str:
+    return (INVENTORY / "credentials" / f"{name}.api_key").read_text().strip()
+
+
+def metrics(tenant: dict, path: str) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{tenant['metrics_port']}{path}", timeout=10)
+
+
+def chat_usage(tenant: dict, words: int) -> tuple[int, int]:
+    """One chat; the (prompt, completion) tokens its answer's usage reports."""
+    body = {
+        "model": tenant["served_model_name"],
+        "messages": [{"role": "user", "content": " ".join(["metering"] * words)}],
+        "max_tokens": 3 + words % 5,
+    }
+    answer = requests.post(
+        f"{base_url(tenant)}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key(tenant['name'])}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    usage = answer.json()["usage"]
+    return usage["prompt_tokens"], usage["completion_tokens"]
+
+
+def send(tenants: dict, rounds: int, counted: dict) -> None:
+    for i in range(rounds):
+        for name, tenant in tenants.items():
+            prompt, completion = chat_usage(tenant, 1 + i)
+            row = counted.setdefault(name, {"requests": 0, "prompt_tokens": 0, "generation_tokens": 0})
+            row["requests"] += 1
+            row["prompt_tokens"] += prompt
+            row["generation_tokens"] += completion
+
+
+def usage_report(since_s: int, tmp_path) -> tuple[dict, ET.Element]:
+    output, chart = tmp_path / "usage.json", tmp_path / "usage.svg"
+    result = run_ansible(
+        "ansible-playbook",
+        "-i",
+        INVENTORY,
+        ROOT / "playbooks" / "tenants-usage.yml",
+        "-e",
+        f"since={since_s}s",
+        "-e",
+        "output=json",
+        "-e",
+        f"usage_output={output}",
+        "-e",
+        f"usage_chart={chart}",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "changed=0" in result.stdout
+    return json.loads(output.read_text()), ET.parse(chart).getroot()
+
+
+def test_metrics_are_on_the_loopback_metrics_port_only(tenants, docker_client):
+    for tenant in tenants.values():
+        gateway = metrics(tenant, "/metrics")
+        assert gateway.status_code == 200
+        assert 'haproxy_frontend_http_responses_total{proxy="tenant",code="2xx"}' in gateway.text
+        engine = metrics(tenant, "/engine/metrics")
+        assert engine.status_code == 200 and "vllm:prompt_tokens_total" in engine.text
+        assert metrics(tenant, "/v1/models").status_code == 404
+        attrs = docker_client.containers.get(tenant["names"]["gateway"]).attrs
+        assert gateway_network(attrs, tenant) == []
+        # The check catches a metrics port published on every address (a planted break).
+        planted = json.loads(json.dumps(attrs))
+        planted["HostConfig"]["PortBindings"]["9101/tcp"][0]["HostIp"] = "0.0.0.0"
+        assert gateway_network(planted, tenant) != []
+        # And the tenant's own port does not serve either path.
+        for path in ("/metrics", "/engine/metrics"):
+            assert requests.get(base_url(tenant) + path, timeout=10).status_code == 404
+
+
+def test_prometheus_scrapes_every_tenant_with_its_labels(tenants):
+    deadline = time.monotonic() + 60
+    while True:
+        targets = requests.get(f"{PROMETHEUS}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        ours = [t for t in targets if t["labels"]["job"] in ("tenancy_gateway", "tenancy_engine")]
+        if (ours and all(t["health"] == "up" for t in ours)) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    seen = {(t["labels"]["job"], t["labels"]["tenant"], t["labels"]["host"], t["health"]) for t in ours}
+    assert seen == {(job, name, "localhost", "up") for job in ("tenancy_gateway", "tenancy_engine") for name in tenants}
+    # Every stored tenant series says whose it is.
+    query = {"query": "count by (tenant) (vllm:prompt_tokens_total)"}
+    answer = requests.get(f"{PROMETHEUS}/api/v1/query", params=query, timeout=10)
+    assert {r["metric"].get("tenant") for r in answer.json()["data"]["result"]} == set(tenants)
+
+
+def test_usage_report_matches_what_the_clients_counted_across_a_restart(tenants, docker_client, tmp_path):
+    """Exact: the report's requests and tokens equal the sum of the answers' usage, with
+    companyA's engine restarted (its counters start again at 0) halfway through."""
+    time.sleep(SETTLE_S)  # earlier tests' requests are all in a sample before the start
+    started = time.time()
+    counted: dict = {}
+    send(tenants, 4, counted)
+    refused = requests.post(
+        f"{base_url(tenants['companyA'])}/v1/chat/completions",
+        json={},
+        headers={"Authorization": "Bearer nope"},
+        timeout=10,
+    )
+    assert refused.status_code == 401
+    time.sleep(SETTLE_S)
+    docker_client.containers.get(tenants["companyA"]["names"]["engine"]).restart(timeout=30)
+    deadline = time.monotonic() + 300
+    while requests.get(f"{base_url(tenants['companyA'])}/health", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "companyA's engine did not come back"
+        time.sleep(2)
+    send(tenants, 3, counted)
+    time.sleep(SETTLE_S)
+    report, chart = usage_report(int(time.time() - started) + 1, tmp_path)
+
+    rows = {row["tenant"]: row for row in report["rows"]}
+    assert set(rows) == set(tenants)
+    for name, want in counted.items():
+        got = {k: rows[name][k] for k in want}
+        assert got == want, f"{name}: report {got}, clients counted {want}"
+    assert rows["companyA"]["refused_4xx"] == 1 and rows["companyB"]["refused_4xx"] == 0
+    total = sum(w["prompt_tokens"] + w["generation_tokens"] for w in counted.values())
+    assert report["totals"]["tokens"] == total
+    assert sum(row["share"] for row in rows.values()) == pytest.approx(1.0, abs=1e-3)
+
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    titles = [line.find("svg:title", ns).text for line in chart.findall("svg:polyline", ns)]
+    assert titles == [f"{name}: {rows[name]['tokens']:,} tokens" for name in sorted(tenants, key=str.lower)]
