@@ -523,7 +523,8 @@ def resolve_quantization(tenant: dict[str, Any], models_dir: str) -> None:
         )
 
 
-def _check_unique(tenants: list[dict[str, Any]], metrics_port_offset: int = METRICS_PORT_OFFSET) -> None:
+def _check_names(tenants: list[dict[str, Any]]) -> None:
+    """Before placement: a duplicate name is an input error whatever fits where."""
     seen_names: dict[str, str] = {}
     for tenant in tenants:
         key = tenant["name"].lower()
@@ -532,6 +533,10 @@ def _check_unique(tenants: list[dict[str, Any]], metrics_port_offset: int = METR
             why = "duplicate name" if other == tenant["name"] else f"collides with tenant {other!r} (names ignore case)"
             raise _err(tenant["name"], "name", tenant["name"], why)
         seen_names[key] = tenant["name"]
+
+
+def _check_ports(tenants: list[dict[str, Any]], metrics_port_offset: int = METRICS_PORT_OFFSET) -> None:
+    """After placement (ports are per host)."""
     # Ports are host ports: each tenant's own and its metrics port (port + offset).
     seen_ports: dict[tuple[Any, int], str] = {}
     # A tenant being removed frees its ports in the same run.
@@ -1135,6 +1140,7 @@ def tenancy_plan(
     for tenant in validated:
         resolve_model_kind(tenant, models_dir)
         resolve_quantization(tenant, models_dir)
+    _check_names(validated)
     placement = _place(validated, hosts, placement)
     if placement.unplaced and not allow_unplaced:
         first = next(t for t in validated if t["name"] in placement.unplaced)
@@ -1147,7 +1153,7 @@ def tenancy_plan(
             "Free MIG slices, lower quotas, or set tenancy_allow_unplaced to deploy the rest",
         )
     metrics_port_offset = int(metrics_port_offset)
-    _check_unique([t for t in validated if t["name"] not in placement.unplaced], metrics_port_offset)
+    _check_ports([t for t in validated if t["name"] not in placement.unplaced], metrics_port_offset)
     # What is wrong with a tenant itself is reported before what does not fit on its host.
     sizings = {t["name"]: tenancy_sizing.tenancy_sizing(t, models_dir) for t in validated}
     for tenant in validated:

@@ -289,3 +289,10 @@ def test_a_gpu_tenant_gets_an_absolute_kv_budget_of_what_its_quota_leaves(tmp_pa
 def test_a_model_the_planner_cannot_size_keeps_the_fraction_alone(tmp_path):
     record = plan([t("companyA", "24G", 30001, model="someorg/unknown-model")], gpus(A100_80), tmp_path)[0]
     assert "--kv-cache-memory-bytes" not in record["engine_args"] and record["kv_cache_bytes"] is None
+
+
+def test_a_duplicate_name_is_reported_even_when_the_gpu_is_full():
+    # Three 30 GiB tenants do not fit one 40 GiB A100; the duplicate name is still what is reported.
+    tenants = [t("companyA", "30G", 30001), t("companyB", "30G", 30002), t("companyA", "30G", 30003)]
+    with pytest.raises(AnsibleFilterError, match="field 'name' has invalid value 'companyA': duplicate"):
+        tenancy_plan(tenants, {"model": QWEN8}, gpus(A100_40))
