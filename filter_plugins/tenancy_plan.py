@@ -167,37 +167,9 @@ HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*
 LOCAL_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
 
-# vLLM's --quantization choices (vllm/model_executor/layers/quantization/__init__.py,
-# QuantizationMethods), plus null for none.
-QUANTIZATIONS = frozenset(
-    {
-        "aqlm",
-        "awq",
-        "awq_marlin",
-        "bitblas",
-        "bitsandbytes",
-        "compressed-tensors",
-        "deepspeedfp",
-        "experts_int8",
-        "fbgemm_fp8",
-        "fp8",
-        "gguf",
-        "gptq",
-        "gptq_bitblas",
-        "gptq_marlin",
-        "gptq_marlin_24",
-        "hqq",
-        "ipex",
-        "marlin",
-        "modelopt",
-        "modelopt_fp4",
-        "moe_wna16",
-        "mxfp4",
-        "qqq",
-        "torchao",
-        "tpu_int8",
-    }
-)
+# vLLM's --quantization choices the planner accepts: the keys of the one quantization
+# table, which also says how each is sized (tenancy_sizing.QUANTIZATION_BYTES).
+QUANTIZATIONS = frozenset(tenancy_sizing.QUANTIZATION_BYTES)
 
 # User-facing aliases (the article's `--quant int4`): the weights' bits. They are
 # resolved against the checkpoint's own quantization_config and never passed to vLLM,

@@ -79,9 +79,12 @@ CONTEXT_BYTES = 512 * 1024**2
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "bf16": 2, "fp16": 2}
 
-# Bytes per weight parameter under a quantization method (scales and zero points, a few
-# percent, are ignored). Methods not listed keep the model's dtype.
-QUANTIZATION_BYTES = {
+# The one table of quantization methods: vLLM's --quantization choices
+# (vllm/model_executor/layers/quantization/__init__.py, QuantizationMethods) that the
+# planner accepts, each with the bytes per weight parameter it sizes (scales and zero
+# points, a few percent, are ignored). None: the bits depend on the method's own config
+# (ipex, torchao), so the weights are sized at the model's dtype, an upper bound.
+QUANTIZATION_BYTES: dict[str, float | None] = {
     "aqlm": 0.25,
     "awq": 0.5,
     "awq_marlin": 0.5,
@@ -106,6 +109,8 @@ QUANTIZATION_BYTES = {
     "modelopt": 1,
     "ptpc_fp8": 1,
     "tpu_int8": 1,
+    "ipex": None,
+    "torchao": None,
 }
 
 # Geometry of models that may not be on the controller's disk. Keys are the repo name
@@ -287,7 +292,8 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
     elif stored and stored.get("bits"):
         weights = math.ceil((geometry["params"] or 0) * stored["bits"] / 8)
     else:
-        weight_bytes_per_param = QUANTIZATION_BYTES.get(quantization, dtype_bytes) if quantization else dtype_bytes
+        quantized = QUANTIZATION_BYTES.get(quantization) if quantization else None
+        weight_bytes_per_param = dtype_bytes if quantized is None else quantized
         weights = math.ceil((geometry["params"] or 0) * weight_bytes_per_param)
     per_token = geometry["layers"] * geometry["kv_heads"] * geometry["head_dim"] * 2 * dtype_bytes
     tokens = int(tenant["max_model_len"]) * int(tenant.get("concurrency") or 1)

@@ -129,3 +129,16 @@ def test_quantization_config_without_bits_is_reported_as_unknown_bits():
         "method": "bitsandbytes",
         "bits": None,
     }
+
+
+def test_one_table_accepts_and_sizes_every_method():
+    """Every method the planner accepts has a size, and every method sized is accepted
+    (ptpc_fp8 was sized but refused; ipex and torchao accepted but not sized)."""
+    import tenancy_plan as plan_module
+    from tenancy_sizing import QUANTIZATION_BYTES
+
+    assert plan_module.QUANTIZATIONS == set(QUANTIZATION_BYTES)
+    assert {"ptpc_fp8", "ipex", "torchao"} <= plan_module.QUANTIZATIONS
+    assert QUANTIZATION_BYTES["ptpc_fp8"] == QUANTIZATION_BYTES["fp8"] == 1
+    # Their bits live in their own config: sized at the dtype, an upper bound.
+    assert QUANTIZATION_BYTES["torchao"] is None and QUANTIZATION_BYTES["ipex"] is None

@@ -200,18 +200,23 @@ def test_filter_module_maps_names_to_functions():
 names = st.from_regex(re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,30}"), fullmatch=True)
 
 
-@given(st.lists(st.tuples(names, st.integers(1024, 65535)), max_size=8))
+# Ports whose metrics port (port + 10000) is a valid port too (test_metering.py covers
+# the ones above).
+@given(st.lists(st.tuples(names, st.integers(1024, 55535)), max_size=8))
 def test_plan_is_deterministic_and_unique(pairs):
     tenants = [{"name": n, "port": p} for n, p in pairs]
     try:
         first = tenancy_plan(tenants)
     except AnsibleFilterError as exc:
-        # The only way valid names and ports fail is a collision, and it must say so.
-        assert "collides" in str(exc) or "duplicate" in str(exc) or "already used" in str(exc)
+        # The only way valid names and ports fail is a collision (of names, ports, or a
+        # metrics port on another tenant's port), and it must say so.
+        message = str(exc)
+        assert any(why in message for why in ("collides", "duplicate", "already used", "is the port of tenant"))
         return
     assert first == tenancy_plan(list(reversed(tenants)))
     assert len({t["name"].lower() for t in first}) == len(first)
     assert len({t["port"] for t in first}) == len(first)
+    assert not {t["metrics_port"] for t in first} & {t["port"] for t in first}
 
 
 # --- GPU placement (shared mode) --------------------------------------------------------
