@@ -137,7 +137,7 @@ def test_one_table_accepts_and_sizes_every_method():
     import tenancy_plan as plan_module
     from tenancy_sizing import QUANTIZATION_BYTES
 
-    assert plan_module.QUANTIZATIONS == set(QUANTIZATION_BYTES)
+    assert set(QUANTIZATION_BYTES) == plan_module.QUANTIZATIONS
     assert {"ptpc_fp8", "ipex", "torchao"} <= plan_module.QUANTIZATIONS
     assert QUANTIZATION_BYTES["ptpc_fp8"] == QUANTIZATION_BYTES["fp8"] == 1
     # Their bits live in their own config: sized at the dtype, an upper bound.
