@@ -225,13 +225,29 @@ def steps_as_deltas(steps: list[tuple[float, float]]) -> list[tuple[float, float
     return deltas
 
 
-def cumulative(deltas: list[tuple[float, float]]) -> list[list[float]]:
-    """Several series' (time, increase) merged into one running total, in time order."""
-    out, total = [], 0.0
+# Points per tenant in the report's series (the chart): a month of 5 s samples would be
+# half a million.
+CHART_POINTS = 300
+
+
+def cumulative(deltas: list[tuple[float, float]], points: int = CHART_POINTS) -> list[list[float]]:
+    """Several series' (time, increase) merged into one running total, in time order,
+    keeping only the points where it grew, at most ``points`` of them (the last of each
+    equal stretch of time)."""
+    out: list[list[float]] = []
+    total = 0.0
     for time, delta in sorted(deltas):
-        total += delta
-        out.append([time, total])
-    return out
+        if delta:
+            total += delta
+            out.append([time, total])
+    if len(out) <= points:
+        return out
+    first, last = out[0][0], out[-1][0]
+    width = (last - first) / points or 1.0
+    kept: dict[int, list[float]] = {}
+    for point in out:
+        kept[min(int((point[0] - first) / width), points - 1)] = point
+    return [kept[i] for i in sorted(kept)]
 
 
 class FilterModule:

@@ -167,10 +167,14 @@ def test_engine_joins_only_its_internal_network(docker_client, tenants, name):
 
 @pytest.mark.parametrize("name", TENANTS)
 def test_gateway_publishes_exactly_the_tenant_port(docker_client, tenants, name):
+    """The tenant's port, and the operator-only metrics port on the loopback only."""
     tenant = tenants[name]
     gateway = docker_client.containers.get(tenant["names"]["gateway"])
     bindings = gateway.attrs["HostConfig"]["PortBindings"]
-    assert bindings == {"8080/tcp": [{"HostIp": tenant["bind_address"], "HostPort": str(tenant["port"])}]}
+    assert bindings == {
+        "8080/tcp": [{"HostIp": tenant["bind_address"], "HostPort": str(tenant["port"])}],
+        "9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(tenant["metrics_port"])}],
+    }
     assert sorted(gateway.attrs["NetworkSettings"]["Networks"]) == sorted(
         [tenant["names"]["network"], tenant["names"]["edge_network"]]
     )

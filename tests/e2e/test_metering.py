@@ -112,27 +112,16 @@ def test_prometheus_scrapes_every_tenant_with_its_labels(tenants):
     assert {r["metric"].get("tenant") for r in answer.json()["data"]["result"]} == set(tenants)
 
 
-def test_usage_report_matches_what_the_clients_counted_across_a_restart(tenants, docker_client, tmp_path):
-    """Exact: the report's requests and tokens equal the sum of the answers' usage, with
-    companyA's engine restarted (its counters start again at 0) halfway through."""
+def test_usage_report_matches_what_the_clients_counted(tenants, tmp_path):
+    """Exact: the report's requests and tokens equal the sum of the answers' usage fields.
+    (Across an engine restart: tests/multihost, beside the longer LUKS VM job in CI.)"""
     time.sleep(SETTLE_S)  # earlier tests' requests are all in a sample before the start
     started = time.time()
     counted: dict = {}
     send(tenants, 4, counted)
-    refused = requests.post(
-        f"{base_url(tenants['companyA'])}/v1/chat/completions",
-        json={},
-        headers={"Authorization": "Bearer nope"},
-        timeout=10,
-    )
+    url = f"{base_url(tenants['companyA'])}/v1/chat/completions"
+    refused = requests.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert refused.status_code == 401
-    time.sleep(SETTLE_S)
-    docker_client.containers.get(tenants["companyA"]["names"]["engine"]).restart(timeout=30)
-    deadline = time.monotonic() + 300
-    while requests.get(f"{base_url(tenants['companyA'])}/health", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "companyA's engine did not come back"
-        time.sleep(2)
-    send(tenants, 3, counted)
     time.sleep(SETTLE_S)
     report, chart = usage_report(int(time.time() - started) + 1, tmp_path)
 
@@ -142,6 +131,7 @@ def test_usage_report_matches_what_the_clients_counted_across_a_restart(tenants,
         got = {k: rows[name][k] for k in want}
         assert got == want, f"{name}: report {got}, clients counted {want}"
     assert rows["companyA"]["refused_4xx"] == 1 and rows["companyB"]["refused_4xx"] == 0
+    assert rows["companyA"]["rate_limited"] == 0
     total = sum(w["prompt_tokens"] + w["generation_tokens"] for w in counted.values())
     assert report["totals"]["tokens"] == total
     assert sum(row["share"] for row in rows.values()) == pytest.approx(1.0, abs=1e-3)

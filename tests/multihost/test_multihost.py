@@ -136,25 +136,52 @@ def test_tenants_list_shows_each_tenants_host_and_endpoint(tenants, tmp_path):
         assert [row["host"], row["endpoint"]] in [words[1:3] for words in rows_shown], rows_shown
 
 
-def test_usage_report_covers_every_tenant_on_every_host(tenants, tmp_path):
-    """Each host's Prometheus scrapes its own tenants; the report merges both hosts. The
-    chat test above sent each tenant at least one request."""
-    output, chart = tmp_path / "usage.json", tmp_path / "usage.svg"
-    report = playbook(
-        "tenants-usage.yml",
-        "-e",
-        "since=1h",
-        "-e",
-        "output=json",
-        "-e",
-        f"usage_output={output}",
-        "-e",
-        f"usage_chart={chart}",
+def chat_usage(tenant: dict, key: str, words: int) -> tuple[int, int]:
+    answer = client(tenant, key).chat.completions.create(
+        model=tenant["served_model_name"],
+        messages=[{"role": "user", "content": " ".join(["usage"] * words)}],
+        max_tokens=2 + words % 4,
     )
+    return answer.usage.prompt_tokens, answer.usage.completion_tokens
+
+
+def test_usage_is_exact_on_every_host_across_an_engine_restart(tenants, inventory, tmp_path):
+    """Each host's Prometheus scrapes its own tenants; the report merges both hosts and
+    equals, per tenant, what the clients counted from the answers, with bravo's engine
+    (on mh2) restarted halfway, so its counters start again at 0."""
+    settle = 12  # two scrape intervals and a margin
+    counted = {name: {"requests": 0, "prompt_tokens": 0, "generation_tokens": 0} for name in tenants}
+
+    def send(rounds: int) -> None:
+        for i in range(rounds):
+            for name, tenant in tenants.items():
+                prompt, completion = chat_usage(tenant, api_key(inventory, name), 1 + i)
+                counted[name]["requests"] += 1
+                counted[name]["prompt_tokens"] += prompt
+                counted[name]["generation_tokens"] += completion
+
+    time.sleep(settle)
+    started = time.time()
+    send(3)
+    time.sleep(settle)
+    on_host("mh2", "docker", "restart", "--time", "30", "tenancy-bravo-engine")
+    deadline = time.monotonic() + 300
+    while requests.get(f"{base_url(tenants['bravo'])}/health", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "bravo's engine did not come back"
+        time.sleep(2)
+    send(2)
+    time.sleep(settle)
+
+    output, chart = tmp_path / "usage.json", tmp_path / "usage.svg"
+    since = f"since={int(time.time() - started) + 1}s"
+    files = ["-e", f"usage_output={output}", "-e", f"usage_chart={chart}"]
+    report = playbook("tenants-usage.yml", "-e", since, "-e", "output=json", *files)
     assert report.returncode == 0, report.stdout[-4000:]
     rows = {row["tenant"]: row for row in json.loads(output.read_text())["rows"]}
     assert {name: row["host"] for name, row in rows.items()} == {n: t["host"] for n, t in tenants.items()}
-    assert all(row["requests"] >= 1 and row["generation_tokens"] >= 1 for row in rows.values()), rows
+    for name, want in counted.items():
+        got = {k: rows[name][k] for k in want}
+        assert got == want, f"{name}: report {got}, clients counted {want}"
     assert chart.read_text().count("<polyline") == len(tenants)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -325,3 +326,14 @@ def test_scrape_config_labels_every_target_and_keeps_only_what_is_used():
         job = "tenancy_engine" if name.startswith("vllm:") else "tenancy_gateway"
         proxy = next((p.split('"')[1] for p in series.split(",") if p.startswith("proxy=")), "")
         assert kept(config, job, name, proxy), series
+
+
+def test_the_charts_series_keeps_only_growth_and_at_most_300_points():
+    from tenancy_usage import cumulative
+
+    deltas = [(float(t), 1.0 if t % 2 else 0.0) for t in range(10_000)]
+    points = cumulative(deltas)
+    assert len(points) <= 300
+    assert points[-1] == [9999.0, 5000.0]
+    assert all(b[0] > a[0] and b[1] > a[1] for a, b in itertools.pairwise(points))
+    assert cumulative([(1.0, 0.0), (2.0, 3.0), (3.0, 0.0)]) == [[2.0, 3.0]]
