@@ -141,12 +141,28 @@ def engine_publishes_port(a: dict, _b: dict) -> Iterator[list[str]]:
         yield checks.engine_network(attrs, a, internal)
 
 
+def gateway_ports(a: dict, metrics_address: str = "127.0.0.1") -> list[str]:
+    """The gateway's own publish flags: the tenant's port, the metrics port."""
+    return [
+        "--publish",
+        f"{a['bind_address']}:{a['port']}:8080",
+        "--publish",
+        f"{metrics_address}:{a['metrics_port']}:9101",
+    ]
+
+
 def gateway_publishes_admin_port(a: dict, _b: dict) -> Iterator[list[str]]:
     def change(flags: list[str]) -> list[str]:
-        return [*flags, "--publish", f"{a['bind_address']}:{a['port']}:8080", "--publish", "127.0.0.1:39998:8404"]
+        return [*flags, *gateway_ports(a), "--publish", "127.0.0.1:39998:8404"]
 
     with throwaway(a, "gateway", change) as attrs:
         # The copy has only the edge network: also reported, but the port is what is planted.
+        yield [p for p in checks.gateway_network(attrs, a) if "publishes" in p]
+
+
+def metrics_port_on_every_address(a: dict, _b: dict) -> Iterator[list[str]]:
+    """The operator-only metrics port published on 0.0.0.0: reachable from the network."""
+    with throwaway(a, "gateway", lambda flags: [*flags, *gateway_ports(a, "0.0.0.0")]) as attrs:
         yield [p for p in checks.gateway_network(attrs, a) if "publishes" in p]
 
 
@@ -267,6 +283,9 @@ BREAKS = [
     ),
     Break("engine-publishes-port", "test_engine_joins_only_its_internal_network", engine_publishes_port),
     Break("gateway-publishes-admin-port", "test_gateway_publishes_only_the_tenant_port", gateway_publishes_admin_port),
+    Break(
+        "metrics-port-on-every-address", "test_gateway_publishes_only_the_tenant_port", metrics_port_on_every_address
+    ),
     Break("gateway-forwards-every-path", "test_gateway_exposes_only_v1_and_health", gateway_forwards_every_path),
     Break("foreign-key-accepted", "test_foreign_key_gets_401", engine_accepts_foreign_key),
     Break("mounts-other-tenants-volume", "test_tenant_sees_only_its_own_volume", mounts_other_tenants_volume),
