@@ -55,7 +55,11 @@ def send(tenants: dict, rounds: int, counted: dict) -> None:
             row["generation_tokens"] += completion
 
 
-def usage_report(since_s: int, tmp_path) -> tuple[dict, ET.Element]:
+def usage_report(started: float, tmp_path) -> tuple[dict, ET.Element]:
+    """The report from just before ``started`` to now. The end is given, not the
+    playbook's own "now", which comes seconds later and would move the start past the
+    first requests."""
+    end = time.time()
     output, chart = tmp_path / "usage.json", tmp_path / "usage.svg"
     result = run_ansible(
         "ansible-playbook",
@@ -63,7 +67,9 @@ def usage_report(since_s: int, tmp_path) -> tuple[dict, ET.Element]:
         INVENTORY,
         ROOT / "playbooks" / "tenants-usage.yml",
         "-e",
-        f"since={since_s}s",
+        f"since={int(end - started) + 1}s",
+        "-e",
+        f"end={end}",
         "-e",
         "output=json",
         "-e",
@@ -123,7 +129,7 @@ def test_usage_report_matches_what_the_clients_counted(tenants, tmp_path):
     refused = requests.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert refused.status_code == 401
     time.sleep(SETTLE_S)
-    report, chart = usage_report(int(time.time() - started) + 1, tmp_path)
+    report, chart = usage_report(started, tmp_path)
 
     rows = {row["tenant"]: row for row in report["rows"]}
     assert set(rows) == set(tenants)
