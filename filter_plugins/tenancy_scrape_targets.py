@@ -3,10 +3,14 @@ labelled with the tenant and the host (roles/monitoring)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import sys
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tenancy_plan_diff import plan_records
 
 DOCUMENTATION = r"""
 name: tenancy_scrape_targets
@@ -52,14 +56,10 @@ _value:
 
 
 def tenancy_scrape_targets(plan: Any, host: str, address: str = "127.0.0.1") -> list[dict[str, Any]]:
-    if not isinstance(plan, Sequence) or isinstance(plan, (str, bytes)):
-        raise AnsibleFilterError("tenancy_scrape_targets: expected the plan, a list of records")
     scrape_address = "127.0.0.1" if address in ("0.0.0.0", "", None) else address
     targets = []
-    for record in plan:
-        if not isinstance(record, Mapping) or not {"name", "host", "state"} <= set(record):
-            raise AnsibleFilterError(f"tenancy_scrape_targets: not a plan record: {record!r}")
-        if record["host"] != host or record["state"] != "present":
+    for record in plan_records(plan, "tenancy_scrape_targets"):
+        if record.get("host") != host or record.get("state") != "present":
             continue
         if not isinstance(record.get("metrics_port"), int):
             raise AnsibleFilterError(f"tenancy_scrape_targets: tenant {record['name']!r} has no metrics_port")
