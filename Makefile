@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan usage lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
-  multihost-checks volume+images e2e+multihost multihost-checks+scenarios checks-then-molecule \
+  multihost-checks volume+images e2e+multihost multihost-checks+scenarios checks-then-down \
   test-infra test-infra-planted test-gpu bench-monitoring device-check images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
@@ -101,9 +101,9 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 #    converge over SSH): neither measures time;
 # 4. the Locust scenarios and their planted break, alone: the multi-host hosts are
 #    paused meanwhile (their idle engines would share the cores the scenarios measure);
-# 5. with the demo's tenants stopped, the LUKS VM (the longest job) beside the multi-host
-#    suite, testinfra and its planted breaks, then the multi-host hosts' removal, then
-#    Molecule.
+# 5. with the demo's tenants stopped, the LUKS VM beside the multi-host suite, testinfra
+#    and its planted breaks, then the multi-host hosts' removal; Molecule after the first
+#    of the two to end.
 # Side-by-side jobs print their output whole when each ends. Each stage's time is printed
 # at the end (also when one fails): where CI's minutes go.
 TEST_STAGES := lint unit volume+images e2e+multihost loadtests multihost-checks+scenarios
@@ -162,16 +162,15 @@ e2e+multihost: venv docker
 
 # The demo's tenants are stopped meanwhile (nothing reads them any more): their memory is
 # what the VM and the multi-host engines need, and idle engines poll. Started again after.
-# The LUKS VM (the longest job, about 17 minutes under TCG) runs alone beside the rest:
-# the multi-host checks, then the multi-host hosts go, then Molecule.
+# Three jobs, two at a time: the multi-host checks (then the hosts go) and the LUKS VM
+# (about 17 minutes under TCG) start together; Molecule takes the slot of the first to end.
 multihost-checks+scenarios: venv docker
 	tests/hold-containers.sh stop tenancy.tenant \
-	  $(MAKE) --no-print-directory -j2 --output-sync=target checks-then-molecule volume-vm
+	  $(MAKE) --no-print-directory -j2 --output-sync=target checks-then-down volume-vm molecule
 
-checks-then-molecule: venv docker
+checks-then-down: venv docker
 	$(MAKE) --no-print-directory multihost-checks
 	$(MAKE) --no-print-directory multihost-down
-	$(MAKE) --no-print-directory molecule
 
 # The Locust scenarios and their planted break (on the tenants e2e leaves deployed) with
 # the multi-host test hosts, if up, paused: the freezer stops their engines' idle polling.

@@ -5,12 +5,15 @@ inventory (default inventory/local)."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shlex
 import socket
 import subprocess
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -20,7 +23,7 @@ import testinfra
 import yaml
 from docker_view import HostDocker
 from isolation import engine_address
-from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible
+from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
@@ -134,3 +137,48 @@ def engine_url(tenant: dict) -> Iterator[str]:
     finally:
         tunnel.terminate()
         tunnel.wait(timeout=10)
+
+
+GATEWAY_CONFIG = "/usr/local/etc/haproxy/haproxy.cfg"  # roles/tenant/vars/main.yml
+
+
+def gateway_config_state(tenant: dict) -> str:
+    """ "loaded" or "stale": did the gateway's HAProxy load the config file it has now
+    (the role's own check, roles/tenant/files/gateway_loaded.sh)."""
+    script = (ROOT / "roles" / "tenant" / "files" / "gateway_loaded.sh").read_text()
+    return infra_host(tenant["host"]).check_output(
+        "docker exec %s bash -c %s gateway_loaded %s", tenant["names"]["gateway"], script, GATEWAY_CONFIG
+    )
+
+
+def reload_gateway(tenant: dict) -> None:
+    """HAProxy's master-worker reload, the way the role does it; back once the new worker runs."""
+    host = infra_host(tenant["host"])
+    host.check_output("docker exec %s bash -c 'kill -USR2 1'", tenant["names"]["gateway"])
+    for _ in range(50):
+        time.sleep(0.2)
+        if gateway_config_state(tenant).strip() == "loaded":
+            return
+    raise AssertionError(f"{tenant['names']['gateway']} did not load its config after a reload")
+
+
+def flood_refused(tenant: dict, count: int = 2000) -> tuple[int, int, float]:
+    """Send `count` requests with a bad key to the tenant's port on one keep-alive
+    connection, as fast as one client can; return (log lines they left in the gateway's
+    log, requests refused with 401, seconds the flood took). The path carries a marker,
+    so only this flood's lines are counted."""
+    marker = f"flood-{uuid.uuid4().hex}"
+    url = urllib.parse.urlsplit(base_url(tenant))
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    refused, started = 0, time.monotonic()
+    for _ in range(count):
+        connection.request("GET", f"/v1/{marker}", headers={"Authorization": "Bearer not-a-key"})
+        response = connection.getresponse()
+        response.read()
+        refused += response.status == 401
+    seconds = time.monotonic() - started
+    connection.close()
+    time.sleep(1)  # Docker's log pipeline
+    host = infra_host(tenant["host"])
+    logged = host.run("docker logs --since 10m %s 2>&1 | grep -c %s", tenant["names"]["gateway"], marker).stdout
+    return int(logged.strip() or 0), refused, seconds

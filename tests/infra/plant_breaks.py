@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,14 @@ from infra_env import (  # noqa: E402
     docker_on,
     engine_url,
     expected_mounts,
+    flood_refused,
+    gateway_config_state,
     infra_host,
     key_leaks_in_docker,
     luks_problems,
     plan,
     playbook_output,
+    reload_gateway,
     setting,
 )
 from isolation import pair_breaches  # noqa: E402
@@ -63,6 +67,7 @@ def copy_flags(attrs: dict) -> list[str]:
         if mount["Type"] == "bind":
             flags += ["--mount", f"type=bind,src={mount['Source']},dst={mount['Destination']}"]
             flags[-1] += "" if mount["RW"] else ",readonly"
+    flags += ["--cpuset-cpus", host["CpusetCpus"]] if host.get("CpusetCpus") else []
     log = host["LogConfig"]
     flags += ["--log-driver", log["Type"]]
     for option, value in (log.get("Config") or {}).items():
@@ -164,6 +169,60 @@ def metrics_port_on_every_address(a: dict, _b: dict) -> Iterator[list[str]]:
     """The operator-only metrics port published on 0.0.0.0: reachable from the network."""
     with throwaway(a, "gateway", lambda flags: [*flags, *gateway_ports(a, "0.0.0.0")]) as attrs:
         yield [p for p in checks.gateway_network(attrs, a) if "publishes" in p]
+
+
+def gateway_on_other_tenants_cores(a: dict, b: dict) -> Iterator[list[str]]:
+    """The gateway of tenant a moved onto b's cores: a flood on a's port would spend them."""
+    if not b.get("cpuset") or b.get("cpuset") == a.get("cpuset"):
+        raise NotApplicable("the two tenants have no cpusets of their own")
+
+    def change(flags: list[str]) -> list[str]:
+        return [*without(flags, "--cpuset-cpus"), "--cpuset-cpus", b["cpuset"], *gateway_ports(a)]
+
+    with throwaway(a, "gateway", change) as attrs:
+        yield checks.gateway_cpuset(attrs, a)
+
+
+@contextlib.contextmanager
+def gateway_config(a: dict, edit: Callable[[str], str]) -> Iterator[None]:
+    """The real gateway of tenant a running an edited config; the original back after."""
+    host = infra_host(a["host"])
+    path = f"{a['names']['config_dir']}/gateway/haproxy.cfg"
+    original = host.check_output("cat %s", path) + "\n"
+    host.check_output("printf %%s %s > %s", edit(original), path)
+    reload_gateway(a)
+    try:
+        yield
+    finally:
+        host.check_output("printf %%s %s > %s", original, path)
+        reload_gateway(a)
+
+
+def gateway_config_not_loaded(a: dict, _b: dict) -> Iterator[list[str]]:
+    """A config written and never loaded (a run stopped before its reload): here, the
+    file touched after the running worker started."""
+    host = infra_host(a["host"])
+    time.sleep(1.1)
+    host.check_output("touch %s", f"{a['names']['config_dir']}/gateway/haproxy.cfg")
+    try:
+        yield checks.config_loaded(gateway_config_state(a), a["names"]["gateway"])
+    finally:
+        reload_gateway(a)
+    yield checks.config_loaded(gateway_config_state(a), a["names"]["gateway"])
+
+
+def every_refused_request_logged(a: dict, _b: dict) -> Iterator[list[str]]:
+    """The gateway without its log cap: one line per refused request."""
+    cap = setting(a["host"], "tenant_gateway_log_refused_rate")
+
+    def uncapped(config: str) -> str:
+        return "\n".join(line for line in config.splitlines() if "set-log-level silent" not in line) + "\n"
+
+    with gateway_config(a, uncapped):
+        lines, refused, seconds = flood_refused(a)
+        yield checks.refused_log_lines(lines, refused, seconds, cap)
+    lines, refused, seconds = flood_refused(a)
+    yield checks.refused_log_lines(lines, refused, seconds, cap)
 
 
 def gateway_forwards_every_path(a: dict, _b: dict) -> Iterator[list[str]]:
@@ -286,6 +345,9 @@ BREAKS = [
     Break(
         "metrics-port-on-every-address", "test_gateway_publishes_only_the_tenant_port", metrics_port_on_every_address
     ),
+    Break("gateway-on-other-tenants-cores", "test_gateway_runs_on_its_tenants_cores", gateway_on_other_tenants_cores),
+    Break("gateway-config-not-loaded", "test_gateway_runs_the_config_it_was_given", gateway_config_not_loaded),
+    Break("every-refused-request-logged", "test_refused_requests_leave_a_bounded_log", every_refused_request_logged),
     Break("gateway-forwards-every-path", "test_gateway_exposes_only_v1_and_health", gateway_forwards_every_path),
     Break("foreign-key-accepted", "test_foreign_key_gets_401", engine_accepts_foreign_key),
     Break("mounts-other-tenants-volume", "test_tenant_sees_only_its_own_volume", mounts_other_tenants_volume),

@@ -1,4 +1,5 @@
-"""Isolation between tenants: networks, the gateway's allowlist, keys, data volumes."""
+"""Isolation between tenants: networks, the gateway's allowlist, keys, data volumes, and
+what the front door (the gateway) may spend: its tenant's cores, a bounded log."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import checks
 import pytest
 import requests
 from gateway_probe import path_statuses, raw_status
-from infra_env import docker_on, setting, tenant_ids, tenant_pairs
+from infra_env import docker_on, flood_refused, gateway_config_state, setting, tenant_ids, tenant_pairs
 from isolation import pair_breaches
 from tenancy_inventory import api_key, base_url
 
@@ -56,3 +57,27 @@ def test_tenant_sees_only_its_own_volume(tenants, name):
     for role in ("engine", "gateway"):
         problems += checks.foreign_data_mounts(docker.container(tenant["names"][role]), tenant, data_dir)
     assert problems == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_gateway_runs_on_its_tenants_cores(tenants, name):
+    """What a flood on this tenant's port costs its gateway stays on this tenant's cores."""
+    tenant = tenants[name]
+    assert checks.gateway_cpuset(docker_on(tenant).container(tenant["names"]["gateway"]), tenant) == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_gateway_runs_the_config_it_was_given(tenants, name):
+    """The running HAProxy loaded the config file the role wrote (none written and left unloaded)."""
+    tenant = tenants[name]
+    assert checks.config_loaded(gateway_config_state(tenant), tenant["names"]["gateway"]) == []
+
+
+def test_refused_requests_leave_a_bounded_log(tenants):
+    """A flood of bad-key requests costs Docker's log pipeline at most the gateway's cap
+    of lines a second (tenant_gateway_log_refused_rate), not a line per request."""
+    tenant = next(iter(tenants.values()))
+    lines, refused, seconds = flood_refused(tenant)
+    cap = setting(tenant["host"], "tenant_gateway_log_refused_rate")
+    assert refused == 2000
+    assert checks.refused_log_lines(lines, refused, seconds, cap) == []

@@ -5,6 +5,8 @@ tests/infra/plant_breaks.py proves each one reports a planted break."""
 
 from __future__ import annotations
 
+import math
+
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd")
 
 
@@ -141,6 +143,29 @@ def gateway_network(attrs: dict, tenant: dict, metrics_address: str = "127.0.0.1
     if networks != sorted([tenant["names"]["network"], tenant["names"]["edge_network"]]):
         problems.append(f"gateway networks {networks}")
     return problems
+
+
+def gateway_cpuset(attrs: dict, tenant: dict) -> list[str]:
+    """The gateway runs on its tenant's cpuset (CPU tenants; GPU tenants have none), so
+    what traffic to the tenant's port costs HAProxy comes out of that tenant's cores."""
+    want, got = tenant.get("cpuset") or "", attrs["HostConfig"].get("CpusetCpus") or ""
+    return [] if got == want else [f"gateway runs on cpuset {got!r}, want its tenant's {want!r}"]
+
+
+def config_loaded(state: str, container: str) -> list[str]:
+    """`state` is what roles/tenant/files/gateway_loaded.sh printed in the gateway."""
+    state = state.strip()
+    return [] if state == "loaded" else [f"{container} runs an older config than its file ({state!r})"]
+
+
+def refused_log_lines(lines: int, refused: int, seconds: float, cap: int) -> list[str]:
+    """A flood of `refused` requests the gateway refused itself, sent in `seconds`, may
+    leave at most `cap` log lines per second it lasted (each second begun, plus one),
+    and at least one: a gateway that logs nothing at all is not bounded, it is broken."""
+    bound = cap * (math.ceil(seconds) + 1)
+    if lines > bound:
+        return [f"{lines} log lines for {refused} refused requests in {seconds:.1f} s (cap {cap}/s allows {bound})"]
+    return [] if lines > 0 else [f"no log line for {refused} refused requests: is the gateway logging at all?"]
 
 
 def foreign_data_mounts(attrs: dict, tenant: dict, data_dir: str) -> list[str]:

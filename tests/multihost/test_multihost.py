@@ -6,6 +6,7 @@ first, then the verbs, which add a tenant on mh2 and take it away again."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -256,6 +257,14 @@ def test_rotation_on_the_second_host_fails_no_request(tenants, inventory, tenant
     assert old not in rotated.stdout and new not in rotated.stdout
 
 
+def hosts_after_planning(stdout: str) -> set[str]:
+    """The hosts with a task result in the plays after planning (host checks, host
+    preparation, the converge) of a playbook's output."""
+    _, found, after = stdout.partition("PLAY [Check the tenancy hosts]")
+    assert found, "the run has no host-check play"
+    return set(re.findall(r"^\w+: \[(mh\d)[\] ]", after, flags=re.MULTILINE))
+
+
 def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory, tenants_file):
     """The lifecycle verbs on a tenant of mh2: each touches that tenant only. No container
     on mh1, and no other container on mh2, is restarted by any of them."""
@@ -268,6 +277,7 @@ def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory,
 
     added = playbook("tenant-add.yml", "-e", f"tenant={ADDED}", "-e", "port=30104", "-e", "served_model_name=tiny-chat")
     assert added.returncode == 0, added.stdout[-4000:]
+    assert hosts_after_planning(added.stdout) == {"mh2"}, "tenant-add prepared or converged a host it does not touch"
     assert ADDED in tenants_file.read_text()
     names = (f"tenancy-{ADDED}-engine", f"tenancy-{ADDED}-gateway")
     # Spread: mh2 held one tenant, mh1 two.
@@ -281,6 +291,7 @@ def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory,
     before = {n: containers_on("mh2")[n] for n in names}
     limited = playbook("tenant-update.yml", "-e", f"tenant={ADDED}", "-e", "rpm_limit=3")
     assert limited.returncode == 0, limited.stdout[-4000:]
+    assert hosts_after_planning(limited.stdout) == {"mh2"}
     assert {n: containers_on("mh2")[n] for n in names} == before
     codes = [chat_status(delta, api_key(inventory, ADDED)) for _ in range(6)]
     assert codes.count(429) >= 2, codes
