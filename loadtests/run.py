@@ -11,14 +11,17 @@ when a scenario fails. The others run against the limits as configured; rate_lim
 runs last, because it leaves its tenant at the limit for a minute.
 Exits non-zero when any scenario missed a threshold.
 
-  python loadtests/run.py --planted [--short SCENARIO... | all] [--inventory ...]
+  python loadtests/run.py --planted [noisy_neighbour|front_door] [--short SCENARIO... | all] [--inventory ...]
 
-(make loadtest-planted; make loadtest-short-planted runs it after the short scenarios,
-in the same lifted-limit window, saving two converges) proves that noisy_neighbour
-catches a broken isolation: it moves the first tenant's engine onto the second
-tenant's cpuset (`docker update --cpuset-cpus`), expects the short noisy_neighbour run
-to fail, and puts the cpuset back (checked with docker inspect).
-Exits non-zero when the scenario passed with the break in place.
+proves that a scenario catches a broken isolation (make loadtest-planted; make
+loadtest-short-planted runs noisy_neighbour's after the short scenarios, in the same
+lifted-limit window, saving two converges):
+  noisy_neighbour (the default) - the first tenant's engine moved onto the second
+    tenant's cpuset (`docker update --cpuset-cpus`): the short run must fail;
+  front_door - the first tenant's gateway moved onto the second tenant's cpuset, then
+    two rounds of the 401 flood: the short run must fail.
+The cpuset is put back after (checked with docker inspect). Exits non-zero when the
+scenario passed with the break in place.
 """
 
 from __future__ import annotations
@@ -109,6 +112,17 @@ SCENARIOS = [
         ["-u", "4", "-r", "4", "-t", "240s", "--stop-timeout", "10"],
         ["-u", "4", "-r", "4", "-t", "185s", "--stop-timeout", "10"],
     ),
+    # Last: its over_limit rounds leave the flooded tenant at its rate limit for a minute.
+    # The shape ends the run. Full: 2 rounds of each kind x (5 + 30 + 30) s. Short (CI):
+    # one round of each kind x (5 + 15 + 15) s.
+    Scenario(
+        "front_door",
+        False,
+        ["-t", "420s"],
+        ["-t", "130s"],
+        {"FLOOD_ROUNDS": "6"},
+        {"FLOOD_SOLO_S": "15", "FLOOD_FLOOD_S": "15"},
+    ),
 ]
 
 
@@ -196,6 +210,42 @@ def planted_shared_core(inventory: str) -> bool:
     return caught
 
 
+def planted_gateway_on_victims_cores(inventory: str) -> bool:
+    """The flooded tenant's gateway moved onto the victim's cores: front_door must fail. True when it did."""
+    tenants = [t for t in load_plan(inventory) if t["state"] == "present"]
+    if len(tenants) < 2 or not all(t.get("cpuset") for t in tenants[:2]):
+        raise SystemExit("--planted front_door needs two present tenants with planned cpusets (mode cpu)")
+    flooded, victim = tenants[:2]
+    gateway = flooded["names"]["gateway"]
+    print(f"planting: {gateway} on cpuset {victim['cpuset']} (planned {flooded['cpuset']})", flush=True)
+    docker("update", "--cpuset-cpus", victim["cpuset"], gateway)
+    scenario = next(s for s in SCENARIOS if s.name == "front_door")
+    # The 401 flood: the kind where the gateway itself does the work.
+    roles = {"FLOOD_TENANT": flooded["name"], "VICTIM_TENANT": victim["name"], "FLOOD_KINDS": "bad_key"}
+    try:
+        passed = run_locust(scenario, inventory, True, {**roles, "FLOOD_ROUNDS": "2"}, suffix="-planted")
+    finally:
+        docker("update", "--cpuset-cpus", flooded["cpuset"], gateway)
+    restored = docker("inspect", "-f", "{{.HostConfig.CpusetCpus}}", gateway)
+    if restored != flooded["cpuset"]:
+        raise SystemExit(f"{gateway} cpuset is {restored!r} after the planted run, planned {flooded['cpuset']!r}")
+    ratio, failed = victim_ratio(Path(f"{report_prefix(scenario, True, '-planted')}_victim.csv"))
+    limit = float(scenario.env_short.get("FLOOD_MAX_RATIO", "1.25"))
+    caught = not passed and ratio > limit and failed == 0
+    print(
+        f"planted break {'caught' if caught else 'MISSED'}: the flooded tenant's gateway on the victim's cores, "
+        f"victim p95 ratio {ratio:.2f} (limit {limit}), {failed} victim request(s) failed, "
+        f"scenario {'passed' if passed else 'failed'}",
+        flush=True,
+    )
+    return caught
+
+
+# What --planted can plant: the scenario that must catch it, and whether it runs with
+# the rate limits lifted.
+PLANTED = {"noisy_neighbour": (planted_shared_core, True), "front_door": (planted_gateway_on_victims_cores, False)}
+
+
 def victim_ratio(victim_csv: Path) -> tuple[float, int]:
     """noisy_neighbour's victim p95 noisy / solo and failed victim requests, from its CSV."""
     sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
@@ -210,7 +260,14 @@ def main() -> int:
     parser.add_argument("scenarios", nargs="*", help="scenario names, or all")
     parser.add_argument("--short", action="store_true", help="short versions (make loadtest-short)")
     parser.add_argument("--inventory", default="inventory/local")
-    parser.add_argument("--planted", action="store_true", help="prove noisy_neighbour catches shared cores")
+    parser.add_argument(
+        "--planted",
+        nargs="?",
+        const="noisy_neighbour",
+        choices=sorted(PLANTED),
+        help="prove a scenario catches its planted break: noisy_neighbour (default: engines sharing a core) "
+        "or front_door (the flooded tenant's gateway on the victim's cores)",
+    )
     args = parser.parse_args()
     if not args.scenarios and not args.planted:
         parser.error("name the scenarios to run, or all (or --planted)")
@@ -225,7 +282,8 @@ def main() -> int:
     # and the planted break, which runs after them (make test: one stage for both).
     results: list[tuple[str, bool, float]] = []
     lifted = [s for s in chosen if s.lift_rpm_limit]
-    if lifted or args.planted:
+    plant, plant_lifted = PLANTED[args.planted] if args.planted else (None, False)
+    if lifted or plant_lifted:
         converge(args.inventory, "-e", LIFTED)
         try:
             for scenario in lifted:
@@ -233,18 +291,21 @@ def main() -> int:
                 results.append(
                     (scenario.name, run_locust(scenario, args.inventory, args.short), time.monotonic() - started)
                 )
-            if args.planted:
+            if plant and plant_lifted:
                 started = time.monotonic()
-                results.append(("planted (caught)", planted_shared_core(args.inventory), time.monotonic() - started))
+                results.append((f"planted {args.planted}", plant(args.inventory), time.monotonic() - started))
         finally:
             converge(args.inventory)
     for scenario in (s for s in chosen if not s.lift_rpm_limit):
         started = time.monotonic()
         results.append((scenario.name, run_locust(scenario, args.inventory, args.short), time.monotonic() - started))
+    if plant and not plant_lifted:
+        started = time.monotonic()
+        results.append((f"planted {args.planted}", plant(args.inventory), time.monotonic() - started))
 
-    print("\nSCENARIO          RESULT  SECONDS")
+    print("\nSCENARIO                  RESULT  SECONDS")
     for name, passed, seconds in results:
-        print(f"{name:<17} {'ok' if passed else 'FAILED':<7} {seconds:7.1f}")
+        print(f"{name:<25} {'ok' if passed else 'FAILED':<7} {seconds:7.1f}")
     return 0 if all(passed for _, passed, _ in results) else 1
 
 

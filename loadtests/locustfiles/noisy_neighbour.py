@@ -51,12 +51,12 @@ from locust import constant, constant_throughput, events
 from openai_user import TenantUser, bind, noise_png, scenario_tenants
 from report import (
     Sample,
-    cpuset_cores,
     enforce,
     env_float,
     merged,
     p95_ratio,
     phase_p95,
+    pin_load_generator,
     tenant_rows,
     write_samples,
     write_tenant_csv,
@@ -72,25 +72,8 @@ NOISY_S = env_float("NOISY_NOISY_S", 30)
 LOADGEN_NICE = shapes.env_int("NOISY_LOADGEN_NICE", -10)
 
 
-def pin_load_generator() -> str:
-    """Move this process onto the noisy tenant's cores; say what was done."""
-    if os.environ.get("NOISY_PIN_LOADGEN", "1") == "0":
-        return "NOISY_PIN_LOADGEN=0: Locust is not pinned"
-    if not NOISY.get("cpuset"):
-        return f"{NOISY['name']} has no cpuset in the plan: Locust is not pinned"
-    os.sched_setaffinity(0, cpuset_cores(NOISY["cpuset"]))
-    # On those cores Locust competes with the saturated engine; at a higher priority it
-    # is woken at once when a victim response arrives, so it times the victim, not the
-    # scheduler's queue on the noisy core.
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, LOADGEN_NICE)
-        priority = f"nice {LOADGEN_NICE}"
-    except PermissionError:
-        priority = f"nice {os.getpriority(os.PRIO_PROCESS, 0)} (raising it needs root)"
-    return f"Locust pinned to {NOISY['name']}'s cpuset {NOISY['cpuset']}, {priority}"
-
-
-print(f"noisy_neighbour: noisy {NOISY['name']}, victim {VICTIM['name']}; {pin_load_generator()}", flush=True)
+PINNED = pin_load_generator(NOISY, os.environ.get("NOISY_PIN_LOADGEN", "1") != "0", LOADGEN_NICE)
+print(f"noisy_neighbour: noisy {NOISY['name']}, victim {VICTIM['name']}; {PINNED}", flush=True)
 
 
 class PhasedChatUser(TenantUser):

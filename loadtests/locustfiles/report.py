@@ -32,6 +32,25 @@ def cpuset_cores(cpuset: str) -> set[int]:
     return cores
 
 
+def pin_load_generator(tenant: dict, pin: bool, nice: int) -> str:
+    """Move this process onto `tenant`'s cores (its cpuset in the plan) at priority
+    `nice`; say what was done. The scenarios that load one tenant and time another run
+    Locust on the loaded tenant's cores: its CPU is charged to that side, and at a higher
+    priority it is woken at once when a victim's response arrives, so it times the
+    victim, not the scheduler's queue on the loaded core."""
+    if not pin:
+        return "Locust is not pinned"
+    if not tenant.get("cpuset"):
+        return f"{tenant['name']} has no cpuset in the plan: Locust is not pinned"
+    os.sched_setaffinity(0, cpuset_cores(tenant["cpuset"]))
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        priority = f"nice {nice}"
+    except PermissionError:
+        priority = f"nice {os.getpriority(os.PRIO_PROCESS, 0)} (raising it needs root)"
+    return f"Locust pinned to {tenant['name']}'s cpuset {tenant['cpuset']}, {priority}"
+
+
 def percentile(values: Iterable[float], fraction: float) -> float:
     """The nearest-rank percentile of the values, exact (Locust's own rounds response
     times above 100 ms to 10 ms buckets, which is a 10 % step at 100 ms)."""

@@ -184,3 +184,47 @@ def test_p95_ratio_compares_phases_over_every_round(tmp_path):
     assert p95_ratio(solo) == float("inf")  # a missing phase can never pass a threshold
     write_samples(tmp_path / "v.csv", samples)
     assert read_samples(tmp_path / "v.csv") == samples
+
+
+def test_gateway_cpuset_must_be_its_tenants():
+    pinned = {**TENANT, "cpuset": "0"}
+    assert checks.gateway_cpuset(container(CpusetCpus="0"), pinned) == []
+    want = ["gateway runs on cpuset '1', want its tenant's '0'"]
+    assert checks.gateway_cpuset(container(CpusetCpus="1"), pinned) == want
+    assert checks.gateway_cpuset(container(CpusetCpus=""), pinned) != []
+    # A GPU tenant has no cpuset: neither has its gateway.
+    assert checks.gateway_cpuset(container(CpusetCpus=""), {**TENANT, "cpuset": None}) == []
+
+
+def test_config_loaded_reads_the_roles_script_output():
+    assert checks.config_loaded("loaded\n", "gw") == []
+    assert checks.config_loaded("stale\n", "gw") == ["gw runs an older config than its file ('stale')"]
+    assert checks.config_loaded("", "gw") != []
+
+
+@pytest.mark.parametrize(
+    ("lines", "seconds", "ok"),
+    [(10, 0.4, True), (20, 0.4, True), (21, 0.4, False), (2000, 0.4, False), (35, 2.5, True), (0, 0.4, False)],
+)
+def test_refused_log_lines_are_capped_per_second_and_not_zero(lines, seconds, ok):
+    """A cap of 10 a second allows 10 per second begun plus one; no line at all is a
+    gateway that logs nothing, not a bounded one."""
+    assert (checks.refused_log_lines(lines, 2000, seconds, 10) == []) is ok
+
+
+def test_flood_counts_pipelined_responses_whole():
+    """loadtests/flood.py reads pipelined answers: only complete ones are counted and
+    removed, a partial one waits for the rest."""
+    sys.path.insert(0, str(ROOT / "loadtests"))
+    from collections import Counter
+
+    from flood import statuses
+
+    one = b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 5\r\n\r\nnope!"
+    other = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 2\r\n\r\n{}"
+    buffer, counts = bytearray(one + other + one[:20]), Counter()
+    assert statuses(buffer, counts) == 2
+    assert counts == {"401": 1, "429": 1}
+    assert bytes(buffer) == one[:20]
+    buffer += one[20:]
+    assert statuses(buffer, counts) == 1 and counts["401"] == 2 and not buffer
