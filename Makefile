@@ -185,14 +185,14 @@ checks-then-down: venv docker
 loadtests: venv ## loadtest-short-planted with the multi-host test hosts paused
 	tests/hold-containers.sh pause tenancy.multihost=true $(MAKE) --no-print-directory loadtest-short-planted
 
-# Scenarios: qps noisy_neighbour oom rotation chaos rate_limit, or all (loadtests/README.md);
+# Scenarios: qps noisy_neighbour oom rotation chaos rate_limit front_door, or all (loadtests/README.md);
 # noisy_images (a flood of big pictures on the image tenant) runs only when named.
 # qps, noisy_neighbour and oom run with rpm_limit lifted and converge it back afterwards.
 SCENARIO ?= qps
 loadtest: venv ## Run a Locust scenario, full length, against the deployed tenants (SCENARIO=qps|...|all)
 	$(BIN)/python loadtests/run.py --inventory $(INVENTORY) $(SCENARIO)
 
-loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 11 minutes)
+loadtest-short: venv ## Short versions of every Locust scenario (thresholds enforced; about 13 minutes)
 	$(BIN)/python loadtests/run.py --short --inventory $(INVENTORY) all
 
 PLANTED ?= noisy_neighbour

@@ -113,15 +113,17 @@ SCENARIOS = [
         ["-u", "4", "-r", "4", "-t", "185s", "--stop-timeout", "10"],
     ),
     # Last: its over_limit rounds leave the flooded tenant at its rate limit for a minute.
-    # The shape ends the run. Full: 2 rounds of each kind x (5 + 30 + 30) s. Short (CI):
-    # one round of each kind x (5 + 15 + 15) s.
+    # The shape ends the run. Full: 2 rounds of each kind x (5 + 30 + 30) s, threshold
+    # 1.25. Short (CI): one round of each kind x (5 + 15 + 15) s; a p95 over 60 requests
+    # per phase moves by about +-0.15 between runs with nothing changed (1.10 and 1.29 on
+    # the same code), so as for noisy_neighbour the short run allows 1.4.
     Scenario(
         "front_door",
         False,
         ["-t", "420s"],
         ["-t", "130s"],
         {"FLOOD_ROUNDS": "6"},
-        {"FLOOD_SOLO_S": "15", "FLOOD_FLOOD_S": "15"},
+        {"FLOOD_SOLO_S": "15", "FLOOD_FLOOD_S": "15", "FLOOD_MAX_RATIO": "1.4"},
     ),
 ]
 

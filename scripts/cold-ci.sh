@@ -4,7 +4,7 @@
 #
 # DESTRUCTIVE: removes every container, purges docker.io, containerd, runc, debootstrap
 # and qemu, and deletes /var/lib/docker, /var/lib/containerd, /var/lib/tenancy,
-# /etc/tenancy, the VM image cache and the pip cache. Only for a throwaway test machine.
+# /etc/tenancy, /etc/docker, the VM image cache and the pip cache. Only for a throwaway test machine.
 #
 #   scripts/cold-ci.sh --wipe-this-machine [REPO (default: this checkout)] [COMMIT]
 # The clone goes to /tmp/ci, the log to /tmp/ci.log; the stage times are at its end.
@@ -22,7 +22,8 @@ umount /var/lib/docker/overlay2/*/merged 2>/dev/null
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq docker.io debootstrap qemu-system-x86 qemu-utils \
   containerd runc >/dev/null 2>&1
 apt-get autoremove -y -qq >/dev/null 2>&1
-rm -rf /var/lib/docker /var/lib/containerd /var/lib/tenancy /etc/tenancy /var/cache/tenancy-vm \
+# /etc/docker too: daemon.json is no package's file, and a fresh CI machine has none.
+rm -rf /var/lib/docker /var/lib/containerd /var/lib/tenancy /etc/tenancy /etc/docker /var/cache/tenancy-vm \
   /root/.cache/pip /root/.cache/tenancy /tmp/ci /var/run/docker.pid /var/run/docker.sock
 ip link del docker0 2>/dev/null
 # Docker's user-defined bridges outlive the purge too. A stale one that keeps a subnet the

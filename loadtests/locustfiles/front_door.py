@@ -109,7 +109,7 @@ floods: dict[int, dict] = {}
 class Flooder(User):
     """One per flood phase: runs loadtests/flood.py for the phase and stops it with the phase."""
 
-    fixed_count = 1
+    # Not fixed_count: the flood phase's one extra user goes to the only weighted class.
     wait_time = constant(1)
 
     def on_start(self) -> None:

@@ -224,6 +224,48 @@ def chat_status(tenant: dict, key: str, session=None) -> int:
     )
 
 
+def test_a_docker_daemon_restart_fails_no_request(tenants, inventory):
+    """The docker role sets live-restore on the hosts it owns: dockerd stops (an upgrade,
+    a crash) and is started again by the role, while keep-alive clients without retries
+    call a tenant of that host and one of the other. No request fails, no container of
+    either host is restarted. (The planted break, live-restore false, was proven once:
+    docs/benchmarks.md, "Front door".)"""
+    before = {host: containers_on(host) for host in HOSTS}
+    targets = {"bravo": tenants["bravo"], "alpha": tenants["alpha"]}
+    stop, results = threading.Event(), {name: [] for name in targets}
+
+    def client(name: str) -> None:
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
+        key = api_key(inventory, name)
+        while not stop.is_set():
+            try:
+                results[name].append(chat_status(targets[name], key, session))
+            except requests.RequestException as error:
+                results[name].append(type(error).__name__)
+            time.sleep(0.25)
+
+    threads = [threading.Thread(target=client, args=(name,)) for name in targets for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    on_host("mh2", "sh", "-c", "pid=$(cat /var/run/docker.pid); kill $pid; while [ -d /proc/$pid ]; do sleep 0.2; done")
+    down = on_host("mh2", "sh", "-c", "docker info >/dev/null 2>&1 && echo up || echo down").strip()
+    time.sleep(3)  # requests while dockerd is gone
+    started = playbook("host.yml", "--tags", "docker")
+    time.sleep(3)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert down == "down", "dockerd on mh2 did not stop"
+    assert started.returncode == 0, started.stdout[-4000:]
+    assert "up" in on_host("mh2", "sh", "-c", "docker info >/dev/null 2>&1 && echo up")
+    for name, codes in results.items():
+        assert len(codes) > 20, f"{name}: only {len(codes)} requests"
+        assert set(codes) == {200}, f"{name}: {len(codes) - codes.count(200)} of {len(codes)} failed: {set(codes)}"
+    assert {host: containers_on(host) for host in HOSTS} == before, "a container was restarted"
+
+
 def test_rotation_on_the_second_host_fails_no_request(tenants, inventory, tenants_file):
     """Keep-alive clients without retries use whatever key the controller's file holds."""
     bravo = tenants["bravo"]
