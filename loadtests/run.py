@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,65 +183,63 @@ def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, text=True, capture_output=True).stdout.strip()
 
 
-def planted_shared_core(inventory: str) -> bool:
-    """The noisy engine moved onto the victim's cores: noisy_neighbour must fail. True when it did."""
+def planted_on_victims_cores(inventory: str, scenario_name: str, role: str, what: str, env: Callable) -> bool:
+    """Move the first tenant's `role` container (engine or gateway) onto the second
+    tenant's cpuset, run the scenario short, put the cpuset back (checked with docker
+    inspect). True when the scenario failed for its ratio, with no victim request failed."""
     tenants = [t for t in load_plan(inventory) if t["state"] == "present"]
     if len(tenants) < 2 or not all(t.get("cpuset") for t in tenants[:2]):
-        raise SystemExit("--planted needs two present tenants with planned cpusets (mode cpu)")
-    noisy, victim = tenants[:2]
-    engine = noisy["names"]["engine"]
-    print(f"planting: {engine} on cpuset {victim['cpuset']} (planned {noisy['cpuset']})", flush=True)
-    docker("update", "--cpuset-cpus", victim["cpuset"], engine)
-    scenario = next(s for s in SCENARIOS if s.name == "noisy_neighbour")
-    roles = {"NOISY_TENANT": noisy["name"], "VICTIM_TENANT": victim["name"]}
+        raise SystemExit(f"--planted {scenario_name} needs two present tenants with planned cpusets (mode cpu)")
+    loaded, victim = tenants[:2]
+    container = loaded["names"][role]
+    print(f"planting: {container} on cpuset {victim['cpuset']} (planned {loaded['cpuset']})", flush=True)
+    docker("update", "--cpuset-cpus", victim["cpuset"], container)
+    scenario = next(s for s in SCENARIOS if s.name == scenario_name)
     try:
-        passed = run_locust(scenario, inventory, True, roles, suffix="-planted")
+        passed = run_locust(scenario, inventory, True, env(loaded, victim), suffix="-planted")
     finally:
-        docker("update", "--cpuset-cpus", noisy["cpuset"], engine)
-    restored = docker("inspect", "-f", "{{.HostConfig.CpusetCpus}}", engine)
-    if restored != noisy["cpuset"]:
-        raise SystemExit(f"{engine} cpuset is {restored!r} after the planted run, planned {noisy['cpuset']!r}")
+        docker("update", "--cpuset-cpus", loaded["cpuset"], container)
+    restored = docker("inspect", "-f", "{{.HostConfig.CpusetCpus}}", container)
+    if restored != loaded["cpuset"]:
+        raise SystemExit(f"{container} cpuset is {restored!r} after the planted run, planned {loaded['cpuset']!r}")
     # Caught means failed for the ratio, not for something else (a crash, failed requests).
     ratio, failed = victim_ratio(Path(f"{report_prefix(scenario, True, '-planted')}_victim.csv"))
-    limit = float(scenario.env_short["NOISY_MAX_RATIO"])
+    limit = float(next(v for k, v in scenario.env_short.items() if k.endswith("_MAX_RATIO")))
     caught = not passed and ratio > limit and failed == 0
     print(
-        f"planted break {'caught' if caught else 'MISSED'}: engines sharing a core, victim p95 ratio "
-        f"{ratio:.2f} (limit {limit}), {failed} victim request(s) failed, scenario {'passed' if passed else 'failed'}",
+        f"planted break {'caught' if caught else 'MISSED'}: {what}, victim p95 ratio {ratio:.2f} (limit {limit}), "
+        f"{failed} victim request(s) failed, scenario {'passed' if passed else 'failed'}",
         flush=True,
     )
     return caught
+
+
+def planted_shared_core(inventory: str) -> bool:
+    """The noisy engine moved onto the victim's cores: noisy_neighbour must fail."""
+    return planted_on_victims_cores(
+        inventory,
+        "noisy_neighbour",
+        "engine",
+        "engines sharing a core",
+        lambda noisy, victim: {"NOISY_TENANT": noisy["name"], "VICTIM_TENANT": victim["name"]},
+    )
 
 
 def planted_gateway_on_victims_cores(inventory: str) -> bool:
-    """The flooded tenant's gateway moved onto the victim's cores: front_door must fail. True when it did."""
-    tenants = [t for t in load_plan(inventory) if t["state"] == "present"]
-    if len(tenants) < 2 or not all(t.get("cpuset") for t in tenants[:2]):
-        raise SystemExit("--planted front_door needs two present tenants with planned cpusets (mode cpu)")
-    flooded, victim = tenants[:2]
-    gateway = flooded["names"]["gateway"]
-    print(f"planting: {gateway} on cpuset {victim['cpuset']} (planned {flooded['cpuset']})", flush=True)
-    docker("update", "--cpuset-cpus", victim["cpuset"], gateway)
-    scenario = next(s for s in SCENARIOS if s.name == "front_door")
-    # The 401 flood: the kind where the gateway itself does the work.
-    roles = {"FLOOD_TENANT": flooded["name"], "VICTIM_TENANT": victim["name"], "FLOOD_KINDS": "bad_key"}
-    try:
-        passed = run_locust(scenario, inventory, True, {**roles, "FLOOD_ROUNDS": "2"}, suffix="-planted")
-    finally:
-        docker("update", "--cpuset-cpus", flooded["cpuset"], gateway)
-    restored = docker("inspect", "-f", "{{.HostConfig.CpusetCpus}}", gateway)
-    if restored != flooded["cpuset"]:
-        raise SystemExit(f"{gateway} cpuset is {restored!r} after the planted run, planned {flooded['cpuset']!r}")
-    ratio, failed = victim_ratio(Path(f"{report_prefix(scenario, True, '-planted')}_victim.csv"))
-    limit = float(scenario.env_short.get("FLOOD_MAX_RATIO", "1.25"))
-    caught = not passed and ratio > limit and failed == 0
-    print(
-        f"planted break {'caught' if caught else 'MISSED'}: the flooded tenant's gateway on the victim's cores, "
-        f"victim p95 ratio {ratio:.2f} (limit {limit}), {failed} victim request(s) failed, "
-        f"scenario {'passed' if passed else 'failed'}",
-        flush=True,
+    """The flooded tenant's gateway moved onto the victim's cores: front_door must fail,
+    with two rounds of the 401 flood (the kind where the gateway itself does the work)."""
+    return planted_on_victims_cores(
+        inventory,
+        "front_door",
+        "gateway",
+        "the flooded tenant's gateway on the victim's cores",
+        lambda flooded, victim: {
+            "FLOOD_TENANT": flooded["name"],
+            "VICTIM_TENANT": victim["name"],
+            "FLOOD_KINDS": "bad_key",
+            "FLOOD_ROUNDS": "2",
+        },
     )
-    return caught
 
 
 # What --planted can plant: the scenario that must catch it, and whether it runs with
