@@ -5,10 +5,12 @@ first, then the verbs, which add a tenant on mh2 and take it away again."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -224,6 +226,34 @@ def chat_status(tenant: dict, key: str, session=None) -> int:
     )
 
 
+@contextlib.contextmanager
+def keep_alive_clients(tenant: dict, name: str, inventory, count: int, pause: float) -> Iterator[list]:
+    """`count` keep-alive clients without retries, each sending a chat to `tenant` every
+    `pause` seconds with the key the controller's file holds at that moment, until the
+    block ends. Yields the list their statuses (or exception names) are appended to."""
+    stop, results = threading.Event(), []
+
+    def run() -> None:
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
+        while not stop.is_set():
+            try:
+                results.append(chat_status(tenant, key_file(inventory, name).read_text().strip(), session))
+            except requests.RequestException as error:
+                results.append(type(error).__name__)
+            time.sleep(pause)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
 def test_a_docker_daemon_restart_fails_no_request(tenants, inventory):
     """The docker role sets live-restore on the hosts it owns: dockerd stops (an upgrade,
     a crash) and is started again by the role, while keep-alive clients without retries
@@ -231,35 +261,22 @@ def test_a_docker_daemon_restart_fails_no_request(tenants, inventory):
     either host is restarted. (The planted break, live-restore false, was proven once:
     docs/benchmarks.md, "Front door".) dockerd stays down 40 s."""
     before = {host: containers_on(host) for host in HOSTS}
-    targets = {"bravo": tenants["bravo"], "alpha": tenants["alpha"]}
-    stop, results = threading.Event(), {name: [] for name in targets}
-
-    def client(name: str) -> None:
-        session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-        key = api_key(inventory, name)
-        while not stop.is_set():
-            try:
-                results[name].append(chat_status(targets[name], key, session))
-            except requests.RequestException as error:
-                results[name].append(type(error).__name__)
-            time.sleep(0.25)
-
-    threads = [threading.Thread(target=client, args=(name,)) for name in targets for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    time.sleep(3)
-    on_host("mh2", "sh", "-c", "pid=$(cat /var/run/docker.pid); kill $pid; while [ -d /proc/$pid ]; do sleep 0.2; done")
-    down = on_host("mh2", "sh", "-c", "docker info >/dev/null 2>&1 && echo up || echo down").strip()
-    # Requests while dockerd is gone, longer than HAProxy's default hold of a name it cannot
-    # resolve (30 s): Docker's embedded DNS is dockerd's. Its first cold CI run lost 96
-    # requests to 503s here, before the gateway's resolvers held the last address.
-    time.sleep(40)
-    started = playbook("host.yml", "--tags", "docker")
-    time.sleep(3)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    with (
+        keep_alive_clients(tenants["bravo"], "bravo", inventory, 2, 0.25) as bravo,
+        keep_alive_clients(tenants["alpha"], "alpha", inventory, 2, 0.25) as alpha,
+    ):
+        time.sleep(3)
+        on_host(
+            "mh2", "sh", "-c", "pid=$(cat /var/run/docker.pid); kill $pid; while [ -d /proc/$pid ]; do sleep 0.2; done"
+        )
+        down = on_host("mh2", "sh", "-c", "docker info >/dev/null 2>&1 && echo up || echo down").strip()
+        # Requests while dockerd is gone, longer than HAProxy's default hold of a name it
+        # cannot resolve (30 s): Docker's embedded DNS is dockerd's. Its first cold CI run
+        # lost 96 requests to 503s here, before the gateway's resolvers held the last address.
+        time.sleep(40)
+        started = playbook("host.yml", "--tags", "docker")
+        time.sleep(3)
+    results = {"bravo": bravo, "alpha": alpha}
     assert down == "down", "dockerd on mh2 did not stop"
     assert started.returncode == 0, started.stdout[-4000:]
     assert "up" in on_host("mh2", "sh", "-c", "docker info >/dev/null 2>&1 && echo up")
@@ -274,24 +291,10 @@ def test_rotation_on_the_second_host_fails_no_request(tenants, inventory, tenant
     bravo = tenants["bravo"]
     old = api_key(inventory, "bravo")
     gateway_before = containers_on("mh2")["tenancy-bravo-gateway"]
-    stop, results = threading.Event(), []
-
-    def keep_alive_client() -> None:
-        session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-        while not stop.is_set():
-            results.append(chat_status(bravo, key_file(inventory, "bravo").read_text().strip(), session))
-            time.sleep(0.5)
-
-    threads = [threading.Thread(target=keep_alive_client) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    time.sleep(2)
-    rotated = playbook("rotate-keys.yml", "-e", "tenant=bravo")
-    time.sleep(2)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    with keep_alive_clients(bravo, "bravo", inventory, 4, 0.5) as results:
+        time.sleep(2)
+        rotated = playbook("rotate-keys.yml", "-e", "tenant=bravo")
+        time.sleep(2)
     assert rotated.returncode == 0, rotated.stdout[-4000:]
     new = api_key(inventory, "bravo")
     assert new != old
