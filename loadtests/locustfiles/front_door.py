@@ -45,13 +45,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import ClassVar
 from urllib.parse import urlsplit
 
 import gevent
 import shapes
 from locust import User, constant, constant_throughput, events, task
-from openai_user import INVENTORY, TenantUser, bind, scenario_tenants
+from openai_user import INVENTORY, PhasedChatUser, bind, scenario_tenants
 from report import (
     Sample,
     cpuset_cores,
@@ -88,14 +87,6 @@ PHASES_PER_ROUND = 3  # settle, solo, flood
 
 def current_round() -> int:
     return shapes.current_phase_index() // PHASES_PER_ROUND + 1
-
-
-class PhasedChatUser(TenantUser):
-    abstract = True
-    tasks: ClassVar[list] = [TenantUser.chat]
-
-    def request_name(self, kind: str) -> str:
-        return f"{self.tenant} {kind} [{shapes.current_phase()}]"
 
 
 Victim = bind(
@@ -139,12 +130,8 @@ class FrontDoorShape(shapes.PhasedShape):
 
     def __init__(self) -> None:
         super().__init__()
-        one_round = (
-            shapes.Phase("settle", env_float("FLOOD_SETTLE_S", 5), VICTIM_USERS, [Victim]),
-            shapes.Phase("solo", env_float("FLOOD_SOLO_S", 30), VICTIM_USERS, [Victim]),
-            shapes.Phase("flood", FLOOD_S, VICTIM_USERS + 1, [Victim, Flooder]),
-        )
-        self.phases = one_round * ROUNDS
+        settle, solo = env_float("FLOOD_SETTLE_S", 5), env_float("FLOOD_SOLO_S", 30)
+        self.phases = shapes.victim_rounds(ROUNDS, Victim, VICTIM_USERS, settle, solo, "flood", FLOOD_S, Flooder, 1)
 
 
 victim_samples: list[Sample] = []

@@ -48,7 +48,7 @@ from typing import ClassVar
 
 import shapes
 from locust import constant, constant_throughput, events
-from openai_user import TenantUser, bind, noise_png, scenario_tenants
+from openai_user import PhasedChatUser, TenantUser, bind, noise_png, scenario_tenants
 from report import (
     Sample,
     enforce,
@@ -74,16 +74,6 @@ LOADGEN_NICE = shapes.env_int("NOISY_LOADGEN_NICE", -10)
 
 PINNED = pin_load_generator(NOISY, os.environ.get("NOISY_PIN_LOADGEN", "1") != "0", LOADGEN_NICE)
 print(f"noisy_neighbour: noisy {NOISY['name']}, victim {VICTIM['name']}; {PINNED}", flush=True)
-
-
-class PhasedChatUser(TenantUser):
-    """Chats only, each request named after the phase it was sent in."""
-
-    abstract = True
-    tasks: ClassVar[list] = [TenantUser.chat]
-
-    def request_name(self, kind: str) -> str:
-        return f"{self.tenant} {kind} [{shapes.current_phase()}]"
 
 
 class PhasedImageChatUser(PhasedChatUser):
@@ -122,12 +112,10 @@ class NoisyNeighbourShape(shapes.PhasedShape):
 
     def __init__(self) -> None:
         super().__init__()
-        one_round = (
-            shapes.Phase("settle", env_float("NOISY_SETTLE_S", 5), VICTIM_USERS, [Victim]),
-            shapes.Phase("solo", env_float("NOISY_SOLO_S", 30), VICTIM_USERS, [Victim]),
-            shapes.Phase("noisy", NOISY_S, VICTIM_USERS + NOISY_USERS, [Victim, Noisy]),
+        settle, solo = env_float("NOISY_SETTLE_S", 5), env_float("NOISY_SOLO_S", 30)
+        self.phases = shapes.victim_rounds(
+            ROUNDS, Victim, VICTIM_USERS, settle, solo, "noisy", NOISY_S, Noisy, NOISY_USERS
         )
-        self.phases = one_round * ROUNDS
 
 
 # Every victim response time, exact (report.Sample: round, phase, milliseconds, failed).

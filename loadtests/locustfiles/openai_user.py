@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+import shapes
 from locust import HttpUser, between
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -207,6 +208,17 @@ class MultimodalOpenAIUser(OpenAIUser):
     abstract = True
 
     tasks: ClassVar[dict] = {TenantUser.image_chat: 1}  # added to the inherited mix
+
+
+class PhasedChatUser(TenantUser):
+    """Chats only, each request named after the shape's phase it was sent in (the phased
+    scenarios compare "<tenant> chat [solo]" with the loaded phase)."""
+
+    abstract = True
+    tasks: ClassVar[list] = [TenantUser.chat]
+
+    def request_name(self, kind: str) -> str:
+        return f"{self.tenant} {kind} [{shapes.current_phase()}]"
 
 
 def bind(base: type[TenantUser], tenant: dict, inventory: str = INVENTORY, **attributes: object) -> type[TenantUser]:

@@ -60,6 +60,29 @@ class PhasedShape(LoadTestShape):
         return None
 
 
+def victim_rounds(
+    rounds: int,
+    victim: type[User],
+    victim_users: int,
+    settle_s: float,
+    solo_s: float,
+    load_phase: str,
+    load_s: float,
+    load: type[User],
+    load_users: int,
+) -> tuple[Phase, ...]:
+    """`rounds` x (settle: the victim alone, not counted; solo: the victim alone, its
+    baseline; `load_phase`: the victim plus `load_users` users of `load`). The phased
+    isolation scenarios (noisy_neighbour, front_door) compare the victim's solo and loaded
+    phases over every round."""
+    one_round = (
+        Phase("settle", settle_s, victim_users, [victim]),
+        Phase("solo", solo_s, victim_users, [victim]),
+        Phase(load_phase, load_s, victim_users + load_users, [victim, load]),
+    )
+    return one_round * rounds
+
+
 class SteadyShape(PhasedShape):
     """A constant SHAPE_USERS users (default 8) for SHAPE_SECONDS (default 60)."""
 
