@@ -10,10 +10,14 @@ Kinds (what each request is):
                a minute reach the engine, every other one gets 429 from the gateway.
   connect    - a new TCP connection per request (Connection: close), bad key: the cost
                of accepting connections, not of parsing requests.
+  burn       - no requests: each process keeps its core busy with arithmetic. The
+               control front_door compares a flood with: what the flooded tenant may
+               do with its own cores anyway.
 
 N processes (default: one per core of --cpus), each pinned to --cpus (the flooded
 tenant's cpuset: the flood's own CPU is charged to that tenant, as a client elsewhere
-would be). Prints one JSON line: requests sent, answers by status, requests a second.
+would be). Prints one JSON line: requests sent, answers by status, answers a second, and
+"busy": the processes' CPU time over the time they could have used (procs x seconds).
 Stops after --seconds, or on SIGTERM (loadtests/locustfiles/front_door.py starts and
 stops it per phase).
 """
@@ -74,6 +78,11 @@ def worker(args: argparse.Namespace, key: str, deadline: float, queue: multiproc
     signal.signal(signal.SIGTERM, on_term)
     counts: collections.Counter = collections.Counter()
     sent = errors = 0
+    if args.kind == "burn":
+        while not stop and time.monotonic() < deadline:
+            sum(range(10_000))
+        queue.put((0, {}, 0, time.process_time()))
+        return
     close = args.kind == "connect"
     one = request(args.host, key, close)
     batch = one * (1 if close else PIPELINE)
@@ -102,14 +111,14 @@ def worker(args: argparse.Namespace, key: str, deadline: float, queue: multiproc
                 sock.close()
             sock = None
             time.sleep(0.01)
-    queue.put((sent, dict(counts), errors))
+    queue.put((sent, dict(counts), errors, time.process_time()))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("host")
     parser.add_argument("port", type=int)
-    parser.add_argument("--kind", choices=["bad_key", "over_limit", "connect"], default="bad_key")
+    parser.add_argument("--kind", choices=["bad_key", "over_limit", "connect", "burn"], default="bad_key")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--procs", type=int, default=0)
     parser.add_argument("--cpus", default="", help="cores to pin to, e.g. 0 or 0,1")
@@ -142,7 +151,7 @@ def main() -> int:
         process.join()
     seconds = time.monotonic() - started
     counts: collections.Counter = collections.Counter()
-    for _, answered, _ in results:
+    for _, answered, _, _ in results:
         counts.update(answered)
     sent = sum(r[0] for r in results)
     summary = {
@@ -154,6 +163,7 @@ def main() -> int:
         "errors": sum(r[2] for r in results),
         "seconds": round(seconds, 1),
         "per_second": round(sum(counts.values()) / seconds),
+        "busy": round(sum(r[3] for r in results) / (procs * seconds), 2),
     }
     print(json.dumps(summary), flush=True)
     return 0

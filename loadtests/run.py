@@ -19,7 +19,7 @@ lifted-limit window, saving two converges):
   noisy_neighbour (the default) - the first tenant's engine moved onto the second
     tenant's cpuset (`docker update --cpuset-cpus`): the short run must fail;
   front_door - the first tenant's gateway moved onto the second tenant's cpuset, then
-    two rounds of the 401 flood: the short run must fail.
+    four cycles of the 401 flood: the run must fail.
 The cpuset is put back after (checked with docker inspect). Exits non-zero when the
 scenario passed with the break in place.
 """
@@ -113,18 +113,18 @@ SCENARIOS = [
         ["-u", "4", "-r", "4", "-t", "240s", "--stop-timeout", "10"],
         ["-u", "4", "-r", "4", "-t", "185s", "--stop-timeout", "10"],
     ),
-    # Last: its over_limit rounds leave the flooded tenant at its rate limit for a minute.
-    # The shape ends the run. Full: 2 rounds of each kind x (5 + 30 + 30) s, threshold
-    # 1.25. Short (CI): one round of each kind x (5 + 15 + 15) s; a p95 over 60 requests
-    # per phase moves by about +-0.15 between runs with nothing changed (1.10 and 1.29 on
-    # the same code), so as for noisy_neighbour the short run allows 1.4.
+    # Last: its over_limit floods leave the flooded tenant at its rate limit for a minute.
+    # The shape ends the run: cycles of (solo, control, flood: 5 s each; settle 2 s).
+    # Full: 8 cycles of each kind (408 s), the p95 ratio itself at most 1.25. Short (CI):
+    # 3 of each (153 s), failing when the ratio's whole 90 % interval is above 1.25: nine
+    # cycles are too few for the estimate alone (front_door.py).
     Scenario(
         "front_door",
         False,
-        ["-t", "420s"],
-        ["-t", "130s"],
-        {"FLOOD_ROUNDS": "6"},
-        {"FLOOD_SOLO_S": "15", "FLOOD_FLOOD_S": "15", "FLOOD_MAX_RATIO": "1.4"},
+        ["-t", "450s"],
+        ["-t", "190s"],
+        {"FLOOD_CYCLES": "24"},
+        {"FLOOD_CYCLES": "9", "FLOOD_GATE": "interval"},
     ),
 ]
 
@@ -183,10 +183,14 @@ def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, text=True, capture_output=True).stdout.strip()
 
 
-def planted_on_victims_cores(inventory: str, scenario_name: str, role: str, what: str, env: Callable) -> bool:
+def planted_on_victims_cores(
+    inventory: str, scenario_name: str, role: str, what: str, env: Callable, compared: tuple[str, str], limit_var: str
+) -> bool:
     """Move the first tenant's `role` container (engine or gateway) onto the second
     tenant's cpuset, run the scenario short, put the cpuset back (checked with docker
-    inspect). True when the scenario failed for its ratio, with no victim request failed."""
+    inspect). True when the scenario failed for its ratio (the victim's p95 in phase
+    compared[0] over compared[1] above the short run's `limit_var`, by default 1.25), with
+    no victim request failed."""
     tenants = [t for t in load_plan(inventory) if t["state"] == "present"]
     if len(tenants) < 2 or not all(t.get("cpuset") for t in tenants[:2]):
         raise SystemExit(f"--planted {scenario_name} needs two present tenants with planned cpusets (mode cpu)")
@@ -203,8 +207,8 @@ def planted_on_victims_cores(inventory: str, scenario_name: str, role: str, what
     if restored != loaded["cpuset"]:
         raise SystemExit(f"{container} cpuset is {restored!r} after the planted run, planned {loaded['cpuset']!r}")
     # Caught means failed for the ratio, not for something else (a crash, failed requests).
-    ratio, failed = victim_ratio(Path(f"{report_prefix(scenario, True, '-planted')}_victim.csv"))
-    limit = float(next(v for k, v in scenario.env_short.items() if k.endswith("_MAX_RATIO")))
+    ratio, failed = victim_ratio(Path(f"{report_prefix(scenario, True, '-planted')}_victim.csv"), *compared)
+    limit = float(scenario.env_short.get(limit_var, 1.25))
     caught = not passed and ratio > limit and failed == 0
     print(
         f"planted break {'caught' if caught else 'MISSED'}: {what}, victim p95 ratio {ratio:.2f} (limit {limit}), "
@@ -222,12 +226,14 @@ def planted_shared_core(inventory: str) -> bool:
         "engine",
         "engines sharing a core",
         lambda noisy, victim: {"NOISY_TENANT": noisy["name"], "VICTIM_TENANT": victim["name"]},
+        ("noisy", "solo"),
+        "NOISY_MAX_RATIO",
     )
 
 
 def planted_gateway_on_victims_cores(inventory: str) -> bool:
     """The flooded tenant's gateway moved onto the victim's cores: front_door must fail,
-    with two rounds of the 401 flood (the kind where the gateway itself does the work)."""
+    with four cycles of the 401 flood (the kind where the gateway itself does the work)."""
     return planted_on_victims_cores(
         inventory,
         "front_door",
@@ -237,8 +243,10 @@ def planted_gateway_on_victims_cores(inventory: str) -> bool:
             "FLOOD_TENANT": flooded["name"],
             "VICTIM_TENANT": victim["name"],
             "FLOOD_KINDS": "bad_key",
-            "FLOOD_ROUNDS": "2",
+            "FLOOD_CYCLES": "4",
         },
+        ("flood", "control"),
+        "FLOOD_MAX_RATIO",
     )
 
 
@@ -247,13 +255,14 @@ def planted_gateway_on_victims_cores(inventory: str) -> bool:
 PLANTED = {"noisy_neighbour": (planted_shared_core, True), "front_door": (planted_gateway_on_victims_cores, False)}
 
 
-def victim_ratio(victim_csv: Path) -> tuple[float, int]:
-    """noisy_neighbour's victim p95 noisy / solo and failed victim requests, from its CSV."""
+def victim_ratio(victim_csv: Path, numerator: str, denominator: str) -> tuple[float, int]:
+    """A scenario's victim p95 in one phase over another and its failed victim requests,
+    from its victim CSV."""
     sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
     from report import p95_ratio, read_samples  # imports locust, which gevent-patches: only after the runs
 
     samples = read_samples(victim_csv)
-    return p95_ratio(samples), sum(failed for *_, failed in samples)
+    return p95_ratio(samples, numerator, denominator), sum(failed for *_, failed in samples)
 
 
 def main() -> int:

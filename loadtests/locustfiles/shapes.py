@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from locust import LoadTestShape, User
 
 _phase: dict[str, str | int] = {"name": "steady", "index": 0}
+# The shape Locust is running (set at its first tick), for phase_clock().
+_running: dict[str, PhasedShape] = {}
 
 
 def current_phase() -> str:
@@ -24,6 +26,23 @@ def current_phase() -> str:
 def current_phase_index() -> int:
     """The position of that phase in the shape's list (0 when no shape sets one)."""
     return int(_phase["index"])
+
+
+def phase_clock() -> tuple[int, str, float]:
+    """(index, name, seconds into it) of the running shape's phase, read from the shape's
+    own clock now. Locust ticks a shape once a second, so current_phase() can lag a phase
+    change by up to a second; scenarios whose phases last a few seconds, and that start
+    and stop their load themselves, read this instead. (0, "steady", 0.0) before the first
+    tick; after the last phase, the last phase's index and name."""
+    shape = _running.get("shape")
+    if shape is None:
+        return 0, "steady", 0.0
+    elapsed = shape.get_run_time()
+    for index, phase in enumerate(shape.phases):
+        if elapsed < phase.seconds:
+            return index, phase.name, elapsed
+        elapsed -= phase.seconds
+    return len(shape.phases) - 1, shape.phases[-1].name, shape.phases[-1].seconds
 
 
 def env_int(name: str, default: int) -> int:
@@ -49,6 +68,7 @@ class PhasedShape(LoadTestShape):
     spawn_rate = 50.0
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]] | None] | None:
+        _running["shape"] = self
         elapsed = self.get_run_time()
         for index, phase in enumerate(self.phases):
             if elapsed < phase.seconds:

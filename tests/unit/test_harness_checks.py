@@ -3,6 +3,7 @@ windows, on made-up observations (the live proof is tests/infra/plant_breaks.py)
 
 from __future__ import annotations
 
+import random
 import sys
 
 import checks
@@ -10,7 +11,7 @@ import pytest
 from tenancy_inventory import ROOT
 
 sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
-from report import cpuset_cores, p95_ratio, percentile, phase_p95, read_samples, write_samples
+from report import cpuset_cores, p95_ratio, p95_ratio_interval, percentile, phase_p95, read_samples, write_samples
 from windows import window_counts
 
 TENANT = {
@@ -184,6 +185,34 @@ def test_p95_ratio_compares_phases_over_every_round(tmp_path):
     assert p95_ratio(solo) == float("inf")  # a missing phase can never pass a threshold
     write_samples(tmp_path / "v.csv", samples)
     assert read_samples(tmp_path / "v.csv") == samples
+
+
+def test_p95_ratio_interval_tells_noise_from_a_slowdown():
+    """front_door's short-run gate: fail only when the whole interval is above the
+    threshold. Two phases drawn from one distribution, with bursts of slow requests in
+    some rounds, give an interval around 1; the same with every loaded request 2x slower
+    (a break like a gateway on the victim's cores: 4.4x measured) lies wholly above 1.25."""
+    rng = random.Random(7)
+
+    def phase(name: str, factor: float) -> list:
+        samples = []
+        for round_number in range(1, 10):
+            burst = rng.random() < 0.3  # a hiccup: a few slow requests in this round
+            for i in range(17):
+                ms = rng.gauss(110, 8) * (2.5 if burst and i < 3 else 1.0)
+                samples.append((round_number, name, ms * factor, False))
+        return samples
+
+    control = phase("control", 1.0)
+    same = phase("flood", 1.0)
+    low, high = p95_ratio_interval(control + same, "flood", "control")
+    assert low < 1.0 < high
+    slower = [(r, "flood", ms * 2.0, bad) for r, _, ms, bad in same]
+    low, high = p95_ratio_interval(control + slower, "flood", "control")
+    assert 1.25 < low <= p95_ratio(control + slower, "flood", "control") <= high
+    # Seeded: the same samples give the same interval.
+    assert p95_ratio_interval(control + slower, "flood", "control") == (low, high)
+    assert p95_ratio_interval(control, "flood", "control") == (float("inf"), float("inf"))
 
 
 def test_gateway_cpuset_must_be_its_tenants():
