@@ -27,7 +27,9 @@ description:
     new usage. A series with no sample at or before C(start) starts from 0.
   - Columns - C(requests) (requests the engine served), C(prompt_tokens),
     C(generation_tokens), C(tokens) (both), C(refused_4xx) (answered 4xx by the gateway
-    or the engine), C(rate_limited) (of those, the 429s above the tenant's rpm_limit),
+    or the engine), of those C(unauthorized) (401, a missing or unknown key),
+    C(too_large) (413, a body above max_body_size) and C(rate_limited) (429, above the
+    tenant's rpm_limit),
     C(failed_5xx), and C(share) (of all tenants' tokens).
   - Anything malformed raises C(AnsibleFilterError).
 positional: _input, start, end
@@ -76,7 +78,10 @@ USAGE_SERIES: dict[str, str] = {
     "prompt_tokens": 'vllm:prompt_tokens_total{job="tenancy_engine"}',
     "generation_tokens": 'vllm:generation_tokens_total{job="tenancy_engine"}',
     "refused_4xx": 'haproxy_frontend_http_responses_total{job="tenancy_gateway",proxy="tenant",code="4xx"}',
-    # Of those, the requests above the tenant's rpm_limit.
+    # Of those, each answered by a gateway backend of its own: a missing or unknown key
+    # (401), a body above max_body_size (413), above the tenant's rpm_limit (429).
+    "unauthorized": 'haproxy_backend_http_requests_total{job="tenancy_gateway",proxy="unauthorized"}',
+    "too_large": 'haproxy_backend_http_requests_total{job="tenancy_gateway",proxy="too_large"}',
     "rate_limited": 'haproxy_backend_http_requests_total{job="tenancy_gateway",proxy="rate_limited"}',
     "failed_5xx": 'haproxy_frontend_http_responses_total{job="tenancy_gateway",proxy="tenant",code="5xx"}',
 }

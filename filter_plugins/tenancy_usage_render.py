@@ -56,7 +56,9 @@ COLUMNS = (
     ("tokens", "TOKENS"),
     ("share", "SHARE"),
     ("refused_4xx", "REFUSED 4XX"),
-    ("rate_limited", "RATE LIMITED"),
+    ("unauthorized", "401 KEY"),
+    ("too_large", "413 BODY"),
+    ("rate_limited", "429 LIMIT"),
     ("failed_5xx", "FAILED 5XX"),
 )
 # Distinguishable on white, in order.

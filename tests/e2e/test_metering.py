@@ -5,11 +5,13 @@ matching what the clients counted, across an engine restart (docs/metering.md)."
 from __future__ import annotations
 
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+import yaml
 from checks import gateway_network
 from helpers import INVENTORY
 from tenancy_inventory import ROOT, base_url, run_ansible
@@ -102,6 +104,55 @@ def test_metrics_are_on_the_loopback_metrics_port_only(tenants, docker_client):
             assert requests.get(base_url(tenant) + path, timeout=10).status_code == 404
 
 
+def backend_requests(tenant: dict) -> dict[str, int]:
+    """haproxy_backend_http_requests_total by backend, from the gateway's metrics port."""
+    text = metrics(tenant, "/metrics").text
+    return {
+        proxy: int(float(value))
+        for proxy, value in re.findall(r'^haproxy_backend_http_requests_total\{proxy="([^"]+)"\} (\S+)$', text, re.M)
+    }
+
+
+def let_through(docker_client, tenant: dict) -> int:
+    """The gateway's count of requests it let through in its rate table (gpc0, what
+    rpm_limit is checked against), from its runtime API inside the container."""
+    defaults = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
+    port = defaults["tenant_gateway_admin_port"]
+    command = f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo 'show table rate_{tenant['name']}' >&3 && cat <&3"
+    result = docker_client.containers.get(tenant["names"]["gateway"]).exec_run(["bash", "-c", command])
+    found = re.search(r"\bgpc0=(\d+)", result.output.decode())
+    assert found, result.output.decode()
+    return int(found.group(1))
+
+
+def test_refusals_are_counted_apart_and_never_against_the_rate_limit(tenants, docker_client):
+    """401 (a missing or unknown key) and 413 (a body above max_body_size) are answered by
+    gateway backends of their own, so the exporter counts each apart; neither reaches the
+    rate counter, so requests without a valid key can never use up a tenant's rpm_limit."""
+    tenant = tenants["companyA"]
+    url = f"{base_url(tenant)}/v1/chat/completions"
+    good = {"Authorization": f"Bearer {api_key(tenant['name'])}"}
+    chat = {"model": tenant["served_model_name"], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    # A request let through first: the rate table's entry is fresh (it expires after 2 min idle).
+    assert requests.post(url, json=chat, headers=good, timeout=60).status_code == 200
+    counted, before = let_through(docker_client, tenant), backend_requests(tenant)
+
+    bad_keys = ({}, {"Authorization": "Bearer not-a-key"}, {"Authorization": f"Basic {api_key(tenant['name'])}"})
+    answers = [requests.post(url, json=chat, headers=headers, timeout=10).status_code for headers in bad_keys]
+    big = b" " * (tenant["max_body_size"] + 1)
+    headers = {**good, "Content-Type": "application/json"}
+    answers += [requests.post(url, data=big, headers=headers, timeout=60).status_code for _ in range(2)]
+    assert answers == [401, 401, 401, 413, 413]
+    after = backend_requests(tenant)
+    assert after["unauthorized"] - before["unauthorized"] == 3
+    assert after["too_large"] - before["too_large"] == 2
+    assert after["rate_limited"] == before["rate_limited"]
+    assert let_through(docker_client, tenant) == counted, "a refused request counted against rpm_limit"
+    # The counter does count what is let through.
+    assert requests.post(url, json=chat, headers=good, timeout=60).status_code == 200
+    assert let_through(docker_client, tenant) == counted + 1
+
+
 def test_prometheus_scrapes_every_tenant_with_its_labels(tenants):
     deadline = time.monotonic() + 60
     while True:
@@ -137,6 +188,7 @@ def test_usage_report_matches_what_the_clients_counted(tenants, tmp_path):
         got = {k: rows[name][k] for k in want}
         assert got == want, f"{name}: report {got}, clients counted {want}"
     assert rows["companyA"]["refused_4xx"] == 1 and rows["companyB"]["refused_4xx"] == 0
+    assert rows["companyA"]["unauthorized"] == 1 and rows["companyA"]["too_large"] == 0
     assert rows["companyA"]["rate_limited"] == 0
     total = sum(w["prompt_tokens"] + w["generation_tokens"] for w in counted.values())
     assert report["totals"]["tokens"] == total

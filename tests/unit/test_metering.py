@@ -212,6 +212,8 @@ REPORT = {
             "tokens": 400,
             "share": 0.8,
             "refused_4xx": 1,
+            "unauthorized": 1,
+            "too_large": 0,
             "rate_limited": 0,
             "failed_5xx": 0,
         },
@@ -224,6 +226,8 @@ REPORT = {
             "tokens": 100,
             "share": 0.2,
             "refused_4xx": 3,
+            "unauthorized": 0,
+            "too_large": 0,
             "rate_limited": 3,
             "failed_5xx": 2,
         },
@@ -234,6 +238,8 @@ REPORT = {
         "generation_tokens": 120,
         "tokens": 500,
         "refused_4xx": 4,
+        "unauthorized": 1,
+        "too_large": 0,
         "rate_limited": 3,
         "failed_5xx": 2,
     },
@@ -245,8 +251,9 @@ def test_table_has_a_row_per_tenant_and_the_totals():
     lines = tenancy_usage_render(REPORT, "table").splitlines()
     assert lines[0] == "usage 2026-11-30 00:00:00 UTC - 2026-11-30 01:00:00 UTC"
     assert lines[1].split()[:3] == ["TENANT", "HOST", "REQUESTS"]
-    assert lines[2].split() == ["companyA", "h1", "10", "300", "100", "400", "80.0%", "1", "0", "0"]
-    assert lines[-1].split() == ["TOTAL", "13", "380", "120", "500", "4", "3", "2"]
+    assert lines[1].split()[9:] == ["REFUSED", "4XX", "401", "KEY", "413", "BODY", "429", "LIMIT", "FAILED", "5XX"]
+    assert lines[2].split() == ["companyA", "h1", "10", "300", "100", "400", "80.0%", "1", "1", "0", "0", "0"]
+    assert lines[-1].split() == ["TOTAL", "13", "380", "120", "500", "4", "1", "0", "3", "2"]
 
 
 def test_csv_round_trips():
@@ -314,7 +321,8 @@ def test_scrape_config_labels_every_target_and_keeps_only_what_is_used():
         (job_config,) = [j for j in config["scrape_configs"] if j["job_name"] == job]
         assert [c["labels"]["tenant"] for c in job_config["static_configs"]] == ["companyA", "companyB"]
     assert kept(config, "tenancy_gateway", "haproxy_frontend_http_responses_total", "tenant")
-    assert kept(config, "tenancy_gateway", "haproxy_backend_http_requests_total", "rate_limited")
+    for proxy in ("unauthorized", "too_large", "rate_limited"):
+        assert kept(config, "tenancy_gateway", "haproxy_backend_http_requests_total", proxy)
     assert kept(config, "tenancy_gateway", "haproxy_backend_active_servers", "engine")
     assert not kept(config, "tenancy_gateway", "haproxy_frontend_http_responses_total", "monitor")
     assert not kept(config, "tenancy_gateway", "haproxy_backend_http_requests_total", "engine_metrics")
