@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,6 +38,15 @@ def run_ansible(
         timeout=timeout,
         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
     )
+
+
+def role_defaults(*roles: str) -> dict:
+    """The roles' defaults/main.yml merged (a later role's value wins): what a role uses
+    where the inventory sets nothing."""
+    merged: dict = {}
+    for role in roles:
+        merged.update(yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {})
+    return merged
 
 
 def load_plan(inventory: str | os.PathLike[str], extra_args: list[str] | None = None) -> list[dict]:

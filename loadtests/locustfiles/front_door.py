@@ -132,12 +132,12 @@ def load_of(phase_index: int) -> str | None:
     return {"control": "burn", "flood": cycle_kind(cycle_of(phase_index))}.get(name)
 
 
-def counted_phase(name: str, seconds_in: float, length: float) -> str:
-    """The phase a victim request sent `seconds_in` into a phase counts for; "edge" (not
+def counted_phase(phase: shapes.Phase | None, seconds_in: float) -> str:
+    """The phase a victim request sent `seconds_in` into `phase` counts for; "edge" (not
     counted) near a phase's start or end, where the load starts or stops."""
-    if seconds_in < EDGE_S or seconds_in > length - EDGE_S / 2:
+    if phase is None or seconds_in < EDGE_S or seconds_in > phase.seconds - EDGE_S / 2:
         return "edge"
-    return name
+    return phase.name
 
 
 class FrontDoorVictim(PhasedChatUser):
@@ -146,9 +146,8 @@ class FrontDoorVictim(PhasedChatUser):
     abstract = True
 
     def request_name(self, kind: str) -> str:
-        _, name, seconds_in = shapes.phase_clock()
-        length = SETTLE_S if name == "settle" else PHASE_S
-        return f"{self.tenant} {kind} [{counted_phase(name, seconds_in, length)}]"
+        _, phase, seconds_in = shapes.phase_clock()
+        return f"{self.tenant} {kind} [{counted_phase(phase, seconds_in)}]"
 
 
 Victim = bind(

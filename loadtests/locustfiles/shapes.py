@@ -28,21 +28,16 @@ def current_phase_index() -> int:
     return int(_phase["index"])
 
 
-def phase_clock() -> tuple[int, str, float]:
-    """(index, name, seconds into it) of the running shape's phase, read from the shape's
-    own clock now. Locust ticks a shape once a second, so current_phase() can lag a phase
+def phase_clock() -> tuple[int, Phase | None, float]:
+    """(index, phase, seconds into it) of the running shape, read from the shape's own
+    clock now. Locust ticks a shape once a second, so current_phase() can lag a phase
     change by up to a second; scenarios whose phases last a few seconds, and that start
-    and stop their load themselves, read this instead. (0, "steady", 0.0) before the first
-    tick; after the last phase, the last phase's index and name."""
+    and stop their load themselves, read this instead. (0, None, 0.0) before the first
+    tick; after the last phase, the last phase at its end."""
     shape = _running.get("shape")
-    if shape is None:
-        return 0, "steady", 0.0
-    elapsed = shape.get_run_time()
-    for index, phase in enumerate(shape.phases):
-        if elapsed < phase.seconds:
-            return index, phase.name, elapsed
-        elapsed -= phase.seconds
-    return len(shape.phases) - 1, shape.phases[-1].name, shape.phases[-1].seconds
+    if shape is None or not shape.phases:
+        return 0, None, 0.0
+    return shape.phase_at(shape.get_run_time()) or (len(shape.phases) - 1, shape.phases[-1], shape.phases[-1].seconds)
 
 
 def env_int(name: str, default: int) -> int:
@@ -67,17 +62,24 @@ class PhasedShape(LoadTestShape):
     phases: tuple[Phase, ...] = ()
     spawn_rate = 50.0
 
-    def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]] | None] | None:
-        _running["shape"] = self
-        elapsed = self.get_run_time()
+    def phase_at(self, elapsed: float) -> tuple[int, Phase, float] | None:
+        """(index, phase, seconds into it) `elapsed` seconds into the run; None after the last."""
         for index, phase in enumerate(self.phases):
             if elapsed < phase.seconds:
-                _phase.update(name=phase.name, index=index)
-                if phase.user_classes is None:
-                    return phase.users, self.spawn_rate
-                return phase.users, self.spawn_rate, phase.user_classes
+                return index, phase, elapsed
             elapsed -= phase.seconds
         return None
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]] | None] | None:
+        _running["shape"] = self
+        current = self.phase_at(self.get_run_time())
+        if current is None:
+            return None
+        index, phase, _ = current
+        _phase.update(name=phase.name, index=index)
+        if phase.user_classes is None:
+            return phase.users, self.spawn_rate
+        return phase.users, self.spawn_rate, phase.user_classes
 
 
 def victim_rounds(
@@ -92,9 +94,9 @@ def victim_rounds(
     load_users: int,
 ) -> tuple[Phase, ...]:
     """`rounds` x (settle: the victim alone, not counted; solo: the victim alone, its
-    baseline; `load_phase`: the victim plus `load_users` users of `load`). The phased
-    isolation scenarios (noisy_neighbour, front_door) compare the victim's solo and loaded
-    phases over every round."""
+    baseline; `load_phase`: the victim plus `load_users` users of `load`). noisy_neighbour
+    compares the victim's solo and loaded phases over every round (front_door has its own
+    cycles, with a control phase)."""
     one_round = (
         Phase("settle", settle_s, victim_users, [victim]),
         Phase("solo", solo_s, victim_users, [victim]),

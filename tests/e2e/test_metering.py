@@ -11,10 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import requests
-import yaml
 from checks import gateway_network
 from helpers import INVENTORY
-from tenancy_inventory import ROOT, base_url, run_ansible
+from tenancy_inventory import ROOT, base_url, role_defaults, run_ansible
 
 PROMETHEUS = "http://127.0.0.1:9090"
 # Two of the monitoring role's scrape intervals (5 s) and a margin.
@@ -116,8 +115,7 @@ def backend_requests(tenant: dict) -> dict[str, int]:
 def let_through(docker_client, tenant: dict) -> int:
     """The gateway's count of requests it let through in its rate table (gpc0, what
     rpm_limit is checked against), from its runtime API inside the container."""
-    defaults = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
-    port = defaults["tenant_gateway_admin_port"]
+    port = role_defaults("tenant")["tenant_gateway_admin_port"]
     command = f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo 'show table rate_{tenant['name']}' >&3 && cat <&3"
     result = docker_client.containers.get(tenant["names"]["gateway"]).exec_run(["bash", "-c", command])
     found = re.search(r"\bgpc0=(\d+)", result.output.decode())

@@ -20,19 +20,15 @@ from pathlib import Path
 
 import checks
 import testinfra
-import yaml
 from docker_view import HostDocker
 from isolation import engine_address
-from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, run_ansible
+from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, role_defaults, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
 os.environ["PATH"] = f"{Path(ansible_bin('ansible-inventory')).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
-ROLE_DEFAULTS = {
-    **yaml.safe_load((ROOT / "roles" / "nvidia_mps" / "defaults" / "main.yml").read_text()),
-    **yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text()),
-}
+ROLE_DEFAULTS = role_defaults("nvidia_mps", "tenant")
 
 
 @cache

@@ -11,6 +11,7 @@ import pytest
 from tenancy_inventory import ROOT
 
 sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
+import shapes
 from report import cpuset_cores, p95_ratio, p95_ratio_interval, percentile, phase_p95, read_samples, write_samples
 from windows import window_counts
 
@@ -213,6 +214,19 @@ def test_p95_ratio_interval_tells_noise_from_a_slowdown():
     # Seeded: the same samples give the same interval.
     assert p95_ratio_interval(control + slower, "flood", "control") == (low, high)
     assert p95_ratio_interval(control, "flood", "control") == (float("inf"), float("inf"))
+
+
+def test_a_phased_shape_finds_the_phase_of_any_moment():
+    """front_door names each victim request by the shape's clock (shapes.phase_clock), not
+    by Locust's once-a-second tick: phase_at must place a moment in the right phase."""
+    shape = shapes.concrete(shapes.PhasedShape)()
+    shape.phases = (shapes.Phase("solo", 5, 1), shapes.Phase("flood", 5, 2), shapes.Phase("settle", 2, 1))
+    assert shape.phase_at(0.0) == (0, shape.phases[0], 0.0)
+    assert shape.phase_at(4.99)[0] == 0
+    index, phase, seconds_in = shape.phase_at(5.25)
+    assert (index, phase.name, seconds_in) == (1, "flood", 0.25)
+    assert shape.phase_at(11.9)[1].name == "settle"
+    assert shape.phase_at(12.0) is None
 
 
 def test_gateway_cpuset_must_be_its_tenants():
