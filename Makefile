@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan usage lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
-  multihost-checks volume+images e2e+multihost multihost-checks+scenarios checks-then-down \
+  multihost-checks suites check job-vm job-images job-mh-up job-mh-checks job-mh-down job-e2e job-load-untimed job-volume job-molecule \
   test-infra test-infra-planted test-gpu bench-monitoring device-check images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
@@ -69,6 +69,8 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 unit: venv ## Unit tests of the planner filter
 	$(BIN)/pytest -q tests/unit --durations=5
 
+check: lint unit ## The fast tier: lint and unit tests (a few minutes; make test starts with it)
+
 volume: venv ## The tenant role's LUKS header, key, rotation and erase tasks on loop devices
 	$(BIN)/pytest -v tests/volume --durations=10
 
@@ -102,29 +104,62 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 
 # `make test`, on a 2-core machine within CI's budget (docs/benchmarks.md, "CI time"):
 # 1. the fast tier: lint, unit;
-# 2. the LUKS loop-device tests beside the image build (images-export: the same images
-#    the demo runs, saved as archives for the multi-host hosts);
-# 3. e2e (deploys the demo tenants) beside the multi-host bring-up (up.yml and its
-#    converge over SSH): neither measures time;
-# 4. the Locust scenarios and their planted break, alone: the multi-host hosts are
-#    paused meanwhile (their idle engines would share the cores the scenarios measure);
-# 5. with the demo's tenants stopped, the LUKS VM beside the multi-host suite, testinfra
-#    and its planted breaks, then the multi-host hosts' removal; Molecule after the first
-#    of the two to end.
-# Side-by-side jobs print their output whole when each ends. Each stage's time is printed
-# at the end (also when one fails): where CI's minutes go.
-TEST_STAGES := lint unit volume+images e2e+multihost loadtests multihost-checks+scenarios
-test: ## Everything CI runs, stage by stage, then each stage's time
-	@t0=$$(date +%s); times=""; \
+# 2. suites: every job that times nothing, two at a time in the order of their
+#    prerequisites (make -j2, below);
+# 3. loadtests: the Locust scenarios and their planted break, alone, on the tenants e2e
+#    leaves deployed (the multi-host hosts are gone by then).
+# Each stage's time, and each job's start, end and length, are printed at the end (also
+# when one fails): where CI's minutes go.
+TEST_STAGES := lint unit suites loadtests
+JOB_TIMES := reports/job-times.txt
+test: ## Everything CI runs, stage by stage, then each stage's and each job's time
+	@t0=$$(date +%s); times=""; mkdir -p reports; : > $(JOB_TIMES); \
+	summary() { printf '\nstage times (s):%b\n' "$$times"; printf 'job times (s, start-end):\n'; cat $(JOB_TIMES); }; \
 	$(MAKE) --no-print-directory docker DOCKER_ARGS='$(TEST_DOCKER_ARGS)' || exit 1; \
 	for stage in $(TEST_STAGES); do \
 	  s=$$(date +%s); \
 	  if ! $(MAKE) --no-print-directory $$stage; then \
-	    printf '\nstage times (s):%b\n  %-24s FAILED after %s s\n' "$$times" "$$stage" "$$(( $$(date +%s) - s ))"; exit 1; \
+	    times="$$times\n  $$(printf '%-24s FAILED after %s s' "$$stage" "$$(( $$(date +%s) - s ))")"; summary; exit 1; \
 	  fi; \
 	  times="$$times\n  $$(printf '%-24s %5s' "$$stage" "$$(( $$(date +%s) - s ))")"; \
 	done; \
-	printf '\nstage times (s):%b\n  %-24s %5s\n' "$$times" total "$$(( $$(date +%s) - t0 ))"
+	times="$$times\n  $$(printf '%-24s %5s' total "$$(( $$(date +%s) - t0 ))")"; summary
+
+# The suites stage, in the order make starts them: the image build and export beside the
+# loop-device LUKS tests; then the LUKS VM (about 15 minutes under TCG, one core); the
+# multi-host chain (bring-up, its suite, testinfra and its planted breaks, removal: the
+# longest) as soon as the images are exported; e2e in the VM's slot when it ends, then the
+# untimed Locust scenarios on the tenants e2e leaves; Molecule in the first free slot.
+# Side-by-side jobs print their output whole when each ends.
+SUITE_JOBS := job-images job-volume job-vm job-mh-up job-mh-checks job-mh-down job-e2e job-load-untimed job-molecule
+suites: venv docker
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(SUITE_JOBS)
+
+# $(call timed,COMMAND): run a job's command and note its start, end and length in JOB_TIMES.
+define timed
+	@echo "== $@ started $$(date +%T)"; s=$$(date +%s); rc=0; $(1) || rc=$$?; e=$$(date +%s); \
+	printf '  %-16s %5s  %s-%s%s\n' $@ $$((e - s)) "$$(date -d @$$s +%T)" "$$(date -d @$$e +%T)" \
+	  "$$([ $$rc = 0 ] || echo '  FAILED')" >> $(JOB_TIMES); exit $$rc
+endef
+
+job-vm: venv
+	$(call timed,$(MAKE) --no-print-directory volume-vm)
+job-images: venv
+	$(call timed,$(MAKE) --no-print-directory images-export)
+job-mh-up: job-images
+	$(call timed,$(MAKE) --no-print-directory multihost-bringup)
+job-mh-checks: job-mh-up
+	$(call timed,$(MAKE) --no-print-directory multihost-checks)
+job-mh-down: job-mh-checks
+	$(call timed,$(MAKE) --no-print-directory multihost-down)
+job-e2e: job-images
+	$(call timed,$(MAKE) --no-print-directory e2e)
+job-volume: venv
+	$(call timed,$(MAKE) --no-print-directory volume)
+job-load-untimed: job-e2e
+	$(call timed,$(BIN)/python loadtests/run.py --short --only untimed --inventory $(INVENTORY) all)
+job-molecule: job-images
+	$(call timed,$(MAKE) --no-print-directory molecule)
 
 # Multi-host: two Debian 12 hosts in system containers, reached only over SSH
 # (tests/multihost/README.md). The controller builds the images once and ships them as
@@ -161,29 +196,13 @@ multihost-stage: multihost ## make multihost, multihost-checks, multihost-down
 	$(MAKE) --no-print-directory multihost-checks
 	$(MAKE) --no-print-directory multihost-down
 
-# The stages of `make test` that run two jobs side by side (see TEST_STAGES).
-volume+images: venv docker
-	$(MAKE) --no-print-directory -j2 --output-sync=target volume images-export
-
-e2e+multihost: venv docker
-	$(MAKE) --no-print-directory -j2 --output-sync=target e2e multihost-bringup
-
-# The demo's tenants are stopped meanwhile (nothing reads them any more): their memory is
-# what the VM and the multi-host engines need, and idle engines poll. Started again after.
-# Three jobs, two at a time: the multi-host checks (then the hosts go) and the LUKS VM
-# (about 17 minutes under TCG) start together; Molecule takes the slot of the first to end.
-multihost-checks+scenarios: venv docker
-	tests/hold-containers.sh stop tenancy.tenant \
-	  $(MAKE) --no-print-directory -j2 --output-sync=target checks-then-down volume-vm molecule
-
-checks-then-down: venv docker
-	$(MAKE) --no-print-directory multihost-checks
-	$(MAKE) --no-print-directory multihost-down
-
-# The Locust scenarios and their planted break (on the tenants e2e leaves deployed) with
-# the multi-host test hosts, if up, paused: the freezer stops their engines' idle polling.
-loadtests: venv ## loadtest-short-planted with the multi-host test hosts paused
-	tests/hold-containers.sh pause tenancy.multihost=true $(MAKE) --no-print-directory loadtest-short-planted
+# The timed Locust scenarios and their planted break, alone (on the tenants e2e leaves
+# deployed), with the multi-host test hosts paused if any are up: the freezer stops their
+# engines' idle polling. The untimed ones (they count: rotation, rate_limit) run in the
+# suites stage beside other jobs (job-load-untimed).
+loadtests: venv ## The short timed Locust scenarios and the planted break, with the multi-host test hosts paused
+	tests/hold-containers.sh pause tenancy.multihost=true \
+	  $(BIN)/python loadtests/run.py --short --planted --only timed --inventory $(INVENTORY) all
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit front_door, or all (loadtests/README.md);
 # noisy_images (a flood of big pictures on the image tenant) runs only when named.
@@ -199,7 +218,7 @@ PLANTED ?= noisy_neighbour
 loadtest-planted: venv ## Prove a scenario catches its planted break (PLANTED=noisy_neighbour: engines sharing a core; front_door: a gateway on the victim's cores)
 	$(BIN)/python loadtests/run.py --planted $(PLANTED) --inventory $(INVENTORY)
 
-loadtest-short-planted: venv ## loadtest-short, then the planted break in the same lifted-limit window (make test)
+loadtest-short-planted: venv ## loadtest-short, then the planted break in the same lifted-limit window
 	$(BIN)/python loadtests/run.py --short --planted --inventory $(INVENTORY) all
 
 test-infra: venv ## testinfra checks of the deployed tenants: isolation, hardening, secrets, volumes

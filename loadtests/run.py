@@ -1,6 +1,6 @@
 """Run Locust scenarios against the deployed tenants, full or short.
 
-  python loadtests/run.py [--short] [--inventory inventory/local] SCENARIO... | all
+  python loadtests/run.py [--short] [--inventory inventory/local] [--only timed|untimed] SCENARIO... | all
 
 Each scenario writes reports/<name>[-short]_stats.csv, ..._tenants.csv and .html and
 enforces its own thresholds (see each locustfile's docstring). Scenarios that measure
@@ -10,6 +10,10 @@ them the tenants are converged with the limit lifted (tenancy_tenant_overrides, 
 when a scenario fails. The others run against the limits as configured; rate_limit
 runs last, because it leaves its tenant at the limit for a minute.
 Exits non-zero when any scenario missed a threshold.
+
+--only timed|untimed keeps the scenarios whose thresholds are times (latency ratios,
+recovery) or those that only count (rotation: no request fails; rate_limit: requests per
+window). make test runs the untimed ones beside other jobs and the timed ones alone.
 
   python loadtests/run.py --planted [noisy_neighbour|front_door] [--short SCENARIO... | all] [--inventory ...]
 
@@ -53,6 +57,8 @@ class Scenario:
     locustfile: str = ""
     # Whether `all` includes it (make loadtest-short: the CI gate).
     in_all: bool = True
+    # Whether a threshold is a time, so that nothing else may run on the host meanwhile.
+    timed: bool = True
 
 
 # Order matters: lifted-limit scenarios first (one lift, one restore), rate_limit last.
@@ -96,6 +102,7 @@ SCENARIOS = [
         ["-u", "4", "-r", "4", "-t", "180s"],
         ["-u", "4", "-r", "4", "-t", "120s"],
         env_short={"ROTATION_DELAY_S": "3", "ROTATION_TAIL_S": "3"},
+        timed=False,
     ),
     Scenario(
         "chaos",
@@ -112,6 +119,7 @@ SCENARIOS = [
         False,
         ["-u", "4", "-r", "4", "-t", "240s", "--stop-timeout", "10"],
         ["-u", "4", "-r", "4", "-t", "185s", "--stop-timeout", "10"],
+        timed=False,
     ),
     # Last: its over_limit floods leave the flooded tenant at its rate limit for a minute.
     # The shape ends the run: cycles of (solo, control, flood: 5 s each; settle 2 s).
@@ -278,6 +286,11 @@ def main() -> int:
         help="prove a scenario catches its planted break: noisy_neighbour (default: engines sharing a core) "
         "or front_door (the flooded tenant's gateway on the victim's cores)",
     )
+    parser.add_argument(
+        "--only",
+        choices=("timed", "untimed"),
+        help="keep only the scenarios whose thresholds are times (timed) or counts (untimed)",
+    )
     args = parser.parse_args()
     if not args.scenarios and not args.planted:
         parser.error("name the scenarios to run, or all (or --planted)")
@@ -286,7 +299,9 @@ def main() -> int:
     unknown = [name for name in wanted if name not in known]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    chosen = [s for s in SCENARIOS if s.name in wanted]
+    chosen = [s for s in SCENARIOS if s.name in wanted and (args.only is None or s.timed == (args.only == "timed"))]
+    if wanted and not chosen:
+        parser.error(f"none of {', '.join(wanted)} is {args.only}")
 
     # One lift of rpm_limit (one converge there, one back) serves every lifted scenario
     # and the planted break, which runs after them (make test: one stage for both).

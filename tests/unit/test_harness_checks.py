@@ -271,3 +271,24 @@ def test_flood_counts_pipelined_responses_whole():
     assert bytes(buffer) == one[:20]
     buffer += one[20:]
     assert statuses(buffer, counts) == 1 and counts["401"] == 2 and not buffer
+
+
+def test_make_test_schedules_every_job_and_every_ci_scenario():
+    """make test's suites stage runs every job-* target the Makefile defines, and its two
+    Locust groups (run.py --only untimed beside other jobs, --only timed alone) are `all`."""
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    defined = set(re.findall(r"^(job-[a-z0-9-]+):", makefile, re.M))
+    scheduled = re.search(r"^SUITE_JOBS := (.+)$", makefile, re.M).group(1).split()
+    assert sorted(scheduled) == sorted(defined), "a job is defined but not scheduled, or the reverse"
+    assert "suites" in re.search(r"^TEST_STAGES := (.+)$", makefile, re.M).group(1).split()
+    assert re.search(r"run\.py --short --planted --only timed .*all$", makefile, re.M)
+    assert re.search(r"run\.py --short --only untimed .*all\)$", makefile, re.M)
+
+    sys.path.insert(0, str(ROOT / "loadtests"))
+    from run import SCENARIOS
+
+    in_ci = [s for s in SCENARIOS if s.in_all]
+    assert {s.name for s in in_ci if not s.timed} == {"rotation", "rate_limit"}, "an untimed scenario must only count"
+    assert any(s.timed for s in in_ci)
