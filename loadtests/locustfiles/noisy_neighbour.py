@@ -30,10 +30,7 @@ Settings and thresholds (environment variables, checked when Locust quits):
                                 carries an N x N PNG of random pixels (about 4 N^2 bytes of
                                 base64); the noisy tenant's model must take images
                                 (`run.py noisy_images`: 1800, a 13 MB body, with 16 tokens out)
-  VICTIM_USERS                  victim users (default 1), each at VICTIM_RPS req/s (default 4). One
-                                user: two of them meet in the engine now and then, which puts a
-                                second mode at about twice the median right where the p95 sits
-                                (front_door measured it: docs/benchmarks.md)
+  VICTIM_USERS                  victim users (default 2), each at VICTIM_RPS req/s (default 2)
   NOISY_ROUNDS                  settle + solo + noisy rounds (default 2)
   NOISY_SOLO_S / NOISY_NOISY_S  phase lengths in seconds (default 30 / 30)
   NOISY_SETTLE_S                settle phase length in seconds (default 5)
@@ -67,7 +64,7 @@ from report import (
 
 NOISY, VICTIM = scenario_tenants("noisy_neighbour", "NOISY_TENANT", "VICTIM_TENANT")
 NOISY_USERS = shapes.env_int("NOISY_USERS", 16)
-VICTIM_USERS = shapes.env_int("VICTIM_USERS", 1)
+VICTIM_USERS = shapes.env_int("VICTIM_USERS", 2)
 MAX_RATIO = env_float("NOISY_MAX_RATIO", 1.25)
 MAX_FAIL_RATIO = env_float("NOISY_MAX_FAIL_RATIO", 0.0)
 ROUNDS = shapes.env_int("NOISY_ROUNDS", 2)
@@ -103,7 +100,7 @@ Noisy = bind(
     image_url=noise_png(IMAGE_SIDE) if IMAGE_SIDE else None,
 )
 Victim = bind(
-    PhasedChatUser, VICTIM, wait_time=constant_throughput(env_float("VICTIM_RPS", 4.0)), fixed_count=VICTIM_USERS
+    PhasedChatUser, VICTIM, wait_time=constant_throughput(env_float("VICTIM_RPS", 2.0)), fixed_count=VICTIM_USERS
 )
 
 
