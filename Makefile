@@ -126,9 +126,9 @@ test: ## Everything CI runs, stage by stage, then each stage's and each job's ti
 	times="$$times\n  $$(printf '%-24s %5s' total "$$(( $$(date +%s) - t0 ))")"; summary
 
 # The suites stage. The machine's two cores are busy all through it (2026-11-30: 97 %),
-# so the order matters less than keeping idle engines off them (an idle CPU engine costs
-# about a tenth of a core): the multi-host hosts live for one job only, from bring-up
-# through their suite, testinfra and its planted breaks to their removal. Make starts the
+# so the order matters less than keeping idle things off them (idle, the two multi-host
+# hosts with their engines cost about 0.3 of a core): those hosts live for one job only,
+# from bring-up through their suite, testinfra and its planted breaks to their removal. Make starts the
 # image build and export beside the loop-device LUKS tests, then the LUKS VM (15 minutes
 # alone under TCG, 24 beside other jobs), then e2e and the multi-host job as slots free
 # up; the untimed Locust scenarios run on the tenants e2e leaves, and Molecule after e2e

@@ -584,6 +584,11 @@ def _engine(
         "HF_HOME": f"{models_mount}/.hf",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
+        # Metrics in prometheus_client's multiprocess mode, on the tenant's own volume:
+        # every counter lives in a memory-mapped file there, so what the engine counted
+        # before a SIGKILL (a crash, the OOM killer) or a recreation is still counted
+        # after it, where an in-memory counter loses what the last scrape had not read.
+        "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
         # GPU engines compile (no --enforce-eager): their caches live on the tenant's own
         # volume, so a restart reuses them. CPU engines run eager, with caches on /tmp.
         **engine_user_env(DATA_MOUNT + "/.cache" if gpu is not None else "/tmp/.cache"),
@@ -651,6 +656,9 @@ def _engine(
 
 
 DATA_MOUNT = "/data"
+# The engine's metric files (PROMETHEUS_MULTIPROC_DIR): the tenant role creates it on the
+# tenant's volume (tenant_metrics_subdir), owned by the engine's user.
+METRICS_DIR = DATA_MOUNT + "/.metrics"
 ENGINE_LOGIN = "tenancy"
 
 

@@ -239,6 +239,14 @@ def test_gpu_fraction_is_quota_over_total_rounded_down():
     assert "VLLM_CPU_KVCACHE_SPACE" not in tenant["engine_env"]
 
 
+@pytest.mark.parametrize("hosts", [{}, gpu_hosts(g1=[A100])], ids=["cpu", "gpu"])
+def test_every_engine_keeps_its_metrics_on_its_own_volume(hosts):
+    """Counters in memory-mapped files under the engine's /data (the tenant's volume)
+    outlive a SIGKILL: the usage report loses nothing to a crash."""
+    tenant = tenancy_plan([{**A, "gpu_memory": "20G"}], {}, hosts)[0]
+    assert tenant["engine_env"]["PROMETHEUS_MULTIPROC_DIR"] == "/data/.metrics"
+
+
 def test_gpu_fraction_never_rounds_up():
     tenant = tenancy_plan([{**A, "gpu_memory": "10G"}], {}, gpu_hosts(g1=[{**A100, "memory": "79GiB"}]))[0]
     assert tenant["gpu_memory_utilization"] == 0.12  # 10/79 = 0.1265...
