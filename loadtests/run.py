@@ -7,8 +7,9 @@ enforces its own thresholds (see each locustfile's docstring). Scenarios that me
 the engines (qps, noisy_neighbour, oom) need more than a demo rpm_limit lets through: for
 them the tenants are converged with the limit lifted (tenancy_tenant_overrides, as
 `make bench` does) and converged back to the inventory's own limits afterwards, also
-when a scenario fails. The others run against the limits as configured; rate_limit
-runs last, because it leaves its tenant at the limit for a minute.
+when a scenario fails. The others run against the limits as configured; within one run
+rate_limit comes after rotation and chaos, because it leaves its tenant at the limit for
+a minute (make test runs it in the suites stage, minutes before the timed scenarios).
 Exits non-zero when any scenario missed a threshold.
 
 --only timed|untimed keeps the scenarios whose thresholds are times (latency ratios,
