@@ -127,13 +127,16 @@ test: ## Everything CI runs, stage by stage, then each stage's and each job's ti
 	times="$$times\n  $$(printf '%-24s %5s' total "$$(( $$(date +%s) - t0 ))")"; summary
 
 # The suites stage. The machine's two cores are busy all through it (2026-11-30: 97 %),
-# so the order matters less than keeping idle things off them (idle, the two multi-host
-# hosts with their engines cost about 0.3 of a core): those hosts live for one job only,
-# from bring-up through their suite, testinfra and its planted breaks to their removal.
-# Make starts the image build and export beside the loop-device LUKS tests, then the
-# LUKS VM (15 minutes alone under TCG, 24 beside other jobs), then e2e and the multi-host
-# job as slots free up; the untimed Locust scenarios run on the tenants e2e leaves, and
-# Molecule after e2e (order-only prerequisites keep make from starting it first).
+# so what counts is the total work and keeping both slots full to the end: two chains of
+# about equal length, in an order fixed by prerequisites (make -j2 does not start goals in
+# the order given):
+#   slot 1: the LUKS VM (a core under TCG; it needs nothing else) -> e2e -> the untimed
+#           Locust scenarios (on the tenants e2e leaves);
+#   slot 2: the image build and export -> the multi-host job (bring-up, suite, testinfra
+#           and its planted breaks, removal: idle, those hosts cost about 0.3 of a core)
+#           -> the loop-device LUKS tests -> Molecule (its Docker-in-Docker instances use
+#           the local base image).
+# Order-only prerequisites (after |) only order jobs; a failed job stops make either way.
 # Side-by-side jobs print their output whole when each ends.
 SUITE_JOBS := job-images job-volume job-vm job-e2e job-multihost job-load-untimed job-molecule
 suites: venv docker
@@ -148,11 +151,11 @@ endef
 
 job-images: venv
 	$(call timed,$@,$(MAKE) --no-print-directory images-export)
-job-volume: venv
+job-volume: venv | job-multihost
 	$(call timed,$@,$(MAKE) --no-print-directory volume)
 job-vm: venv
 	$(call timed,$@,$(MAKE) --no-print-directory volume-vm)
-job-e2e: job-images
+job-e2e: job-images | job-vm
 	$(call timed,$@,$(MAKE) --no-print-directory e2e)
 job-multihost: job-images
 	$(call timed,multihost-up,$(MAKE) --no-print-directory multihost-bringup)
@@ -160,7 +163,7 @@ job-multihost: job-images
 	$(call timed,multihost-down,$(MAKE) --no-print-directory multihost-down)
 job-load-untimed: job-e2e
 	$(call timed,$@,$(BIN)/python loadtests/run.py --short --only untimed --inventory $(INVENTORY) all)
-job-molecule: job-images | job-e2e
+job-molecule: job-images | job-volume
 	$(call timed,$@,$(MAKE) --no-print-directory molecule)
 
 # Multi-host: two Debian 12 hosts in system containers, reached only over SSH

@@ -590,8 +590,10 @@ def _engine(
         # after it, where an in-memory counter loses what the last scrape had not read.
         "PROMETHEUS_MULTIPROC_DIR": METRICS_DIR,
         # GPU engines compile (no --enforce-eager): their caches live on the tenant's own
-        # volume, so a restart reuses them. CPU engines run eager, with caches on /tmp.
-        **engine_user_env(DATA_MOUNT + "/.cache" if gpu is not None else "/tmp/.cache"),
+        # volume, so a restart reuses them. CPU engines run eager, with the compilers'
+        # caches on /tmp; vLLM's own cache (VLLM_CACHE_ROOT: the model classes it inspects
+        # in a subprocess at every start when their record is missing) on the volume too.
+        **engine_user_env(DATA_MOUNT + "/.cache" if gpu is not None else "/tmp/.cache", DATA_MOUNT + "/.cache/vllm"),
     }
     if gpu is None:
         # CPU host: the quota is the KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE is an int).
@@ -662,12 +664,12 @@ METRICS_DIR = DATA_MOUNT + "/.metrics"
 ENGINE_LOGIN = "tenancy"
 
 
-def engine_user_env(cache_root: str) -> dict[str, str]:
+def engine_user_env(cache_root: str, vllm_cache_root: str) -> dict[str, str]:
     """What a process running as an arbitrary uid needs: the engine's uid has no passwd
     entry in the upstream vLLM image, and torch's getpass.getuser() raises
     "KeyError: 'getpwuid(): uid not found'" unless USER or LOGNAME is set. HOME and every
     cache (XDG, Triton, TorchInductor, vLLM) point at writable places, because the root
-    filesystem is read-only."""
+    filesystem is read-only; vLLM's own cache is on the tenant's volume (vllm_cache_root)."""
     return {
         "USER": ENGINE_LOGIN,
         "LOGNAME": ENGINE_LOGIN,
@@ -675,7 +677,7 @@ def engine_user_env(cache_root: str) -> dict[str, str]:
         "XDG_CACHE_HOME": cache_root,
         "TRITON_CACHE_DIR": f"{cache_root}/triton",
         "TORCHINDUCTOR_CACHE_DIR": f"{cache_root}/torchinductor",
-        "VLLM_CACHE_ROOT": f"{cache_root}/vllm",
+        "VLLM_CACHE_ROOT": vllm_cache_root,
         "VLLM_CONFIG_ROOT": "/tmp/.config/vllm",
     }
 

@@ -228,13 +228,15 @@ def planted_on_victims_cores(
 
 
 def planted_shared_core(inventory: str) -> bool:
-    """The noisy engine moved onto the victim's cores: noisy_neighbour must fail."""
+    """The noisy engine moved onto the victim's cores: noisy_neighbour must fail, in two
+    rounds instead of the short run's four (a shared core has given 1.79-3.11, the limit is
+    1.4; 160 victim requests per side)."""
     return planted_on_victims_cores(
         inventory,
         "noisy_neighbour",
         "engine",
         "engines sharing a core",
-        lambda noisy, victim: {"NOISY_TENANT": noisy["name"], "VICTIM_TENANT": victim["name"]},
+        lambda noisy, victim: {"NOISY_TENANT": noisy["name"], "VICTIM_TENANT": victim["name"], "NOISY_ROUNDS": "2"},
         ("noisy", "solo"),
         "NOISY_MAX_RATIO",
     )

@@ -112,8 +112,13 @@ def test_turning_encryption_on_over_unencrypted_data_is_refused(docker_client, t
         said = " ".join(result.stdout.split())
         assert result.returncode != 0
         assert "tenant companyA: field 'tenant_volume_encryption' has invalid value true" in said, said[-3000:]
-        assert f"{data_dir} on host" in said and "is not encrypted" in said
-        assert "tenant companyB:" not in said, "companyB's data directory is empty: nothing of its is at stake"
+        # Each tenant's data directory holds its engine's files (usage counters, vLLM's
+        # cache); companyA's also the planted file. The message counts what is there.
+        entries = {name: len(os.listdir(data_dir.parent / name)) for name in ("companyA", "companyB")}
+        assert entries["companyA"] == entries["companyB"] + 1
+        counted = {name: f"({n} {'entry' if n == 1 else 'entries'})" for name, n in entries.items()}
+        assert f"{data_dir} on host localhost {counted['companyA']} is not encrypted" in said, said[-3000:]
+        assert f"companyB on host localhost {counted['companyB']} is not encrypted" in said
         assert "Nothing was changed" in said
         assert "TASK [images" not in result.stdout, "a host task ran although preflight failed"
         assert start_times(docker_client, tenants) == before
