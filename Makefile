@@ -102,8 +102,8 @@ device-check: ## On a bare GPU machine: record NVML facts, torch vs NVML totals 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
-# `make test`, on a 2-core machine; CI's budget is 55 minutes cold, not met yet
-# (docs/benchmarks.md, "Cold CI of 4337351"):
+# `make test`, on a 2-core machine; CI's budget is 55 minutes cold, not met yet: 62.6
+# minutes here, about 58-60 expected on CI's machine (docs/benchmarks.md, "Cold CI of 5717c21"):
 # 1. the fast tier: lint, unit;
 # 2. suites: every job that times nothing, two at a time in the order of their
 #    prerequisites (make -j2, below);
