@@ -77,8 +77,8 @@ volume: venv ## The tenant role's LUKS header, key, rotation and erase tasks on 
 volume-vm: venv ## LUKS volumes on a real kernel: Molecule scenario in a qemu VM (roles/tenant/molecule/volume_vm)
 	cd roles/tenant && molecule test -s volume_vm
 
-# After e2e in `make test`: the Docker-in-Docker instances are built from the local base
-# image that the demo deploy builds.
+# The Docker-in-Docker instances are built from the local base image (the images role
+# builds it: make deploy, or images-export in `make test`, which runs Molecule after it).
 molecule: venv docker ## Molecule scenarios of the host roles (docker: Docker-in-Docker; toolkit: repo only; driver: check mode)
 	cd roles/docker && molecule test
 	cd roles/nvidia_container_toolkit && molecule test -s repo_only
