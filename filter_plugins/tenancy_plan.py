@@ -593,7 +593,7 @@ def _engine(
         # volume, so a restart reuses them. CPU engines run eager, with the compilers'
         # caches on /tmp; vLLM's own cache (VLLM_CACHE_ROOT: the model classes it inspects
         # in a subprocess at every start when their record is missing) on the volume too.
-        **engine_user_env(DATA_MOUNT + "/.cache" if gpu is not None else "/tmp/.cache", DATA_MOUNT + "/.cache/vllm"),
+        **engine_user_env(DATA_MOUNT + "/.cache" if gpu is not None else "/tmp/.cache"),
     }
     if gpu is None:
         # CPU host: the quota is the KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE is an int).
@@ -661,15 +661,18 @@ DATA_MOUNT = "/data"
 # The engine's metric files (PROMETHEUS_MULTIPROC_DIR): the tenant role creates it on the
 # tenant's volume (tenant_metrics_subdir), owned by the engine's user.
 METRICS_DIR = DATA_MOUNT + "/.metrics"
+# vLLM's own cache, on the tenant's volume for every engine (the record of each model
+# class it inspects; without it every start inspects again in a subprocess).
+VLLM_CACHE_DIR = DATA_MOUNT + "/.cache/vllm"
 ENGINE_LOGIN = "tenancy"
 
 
-def engine_user_env(cache_root: str, vllm_cache_root: str) -> dict[str, str]:
+def engine_user_env(cache_root: str) -> dict[str, str]:
     """What a process running as an arbitrary uid needs: the engine's uid has no passwd
     entry in the upstream vLLM image, and torch's getpass.getuser() raises
     "KeyError: 'getpwuid(): uid not found'" unless USER or LOGNAME is set. HOME and every
     cache (XDG, Triton, TorchInductor, vLLM) point at writable places, because the root
-    filesystem is read-only; vLLM's own cache is on the tenant's volume (vllm_cache_root)."""
+    filesystem is read-only; vLLM's own cache is on the tenant's volume (VLLM_CACHE_DIR)."""
     return {
         "USER": ENGINE_LOGIN,
         "LOGNAME": ENGINE_LOGIN,
@@ -677,7 +680,7 @@ def engine_user_env(cache_root: str, vllm_cache_root: str) -> dict[str, str]:
         "XDG_CACHE_HOME": cache_root,
         "TRITON_CACHE_DIR": f"{cache_root}/triton",
         "TORCHINDUCTOR_CACHE_DIR": f"{cache_root}/torchinductor",
-        "VLLM_CACHE_ROOT": vllm_cache_root,
+        "VLLM_CACHE_ROOT": VLLM_CACHE_DIR,
         "VLLM_CONFIG_ROOT": "/tmp/.config/vllm",
     }
 

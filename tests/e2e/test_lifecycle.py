@@ -131,7 +131,7 @@ def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client,
     before = start_times(docker_client, tenants)
     broken = {"name": "companyC", "port": 30003, "model": "no-such-model"}
     # Tenant-only runs (`--tags tenant`, as the loadtests' converges): the host roles add
-    # nothing to what this test shows, and cost about a minute of CI per run.
+    # nothing to what this test shows (about 27 s a run on the idle demo, more in CI).
     try:
         # A third tenant on the two-core CI machine has to share a core, by choice.
         result = run_site(*tenants_arg([*DEMO, broken]), "-e", "tenancy_cpu_oversubscribe=true", "--tags", "tenant")
