@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help venv docker demo deploy smoke plan usage lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
   multihost-checks suites check job-images job-volume job-vm job-e2e job-multihost job-load-untimed job-molecule \
-  test-infra test-infra-planted test-gpu bench-monitoring device-check images-export multihost \
+  test-infra test-infra-planted test-gpu bench-monitoring device-check device-pack images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
@@ -95,9 +95,18 @@ test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML mem
 
 # A GPU machine with only a driver, nvidia-ml-py and PyTorch (no Docker, no vLLM, no
 # network): the system python3, no venv. See scripts/device_check.py for what it writes.
+# ansible-core (pure Python) makes it also record the facts module's answer and the
+# plans: `make device-pack` here copies it to .device/site, which travels with the tree.
 DEVICE_OUT ?= reports/device
-device-check: ## On a bare GPU machine: record NVML facts, torch vs NVML totals and the CUDA context overhead into DEVICE_OUT
-	python3 scripts/device_check.py --out $(DEVICE_OUT)
+DEVICE_SITE := .device/site
+device-check: ## On a bare GPU machine: record NVML facts, torch vs NVML totals, the CUDA context overhead, MPS limits and the plans into DEVICE_OUT
+	PYTHONPATH=$(CURDIR)/$(DEVICE_SITE)$${PYTHONPATH:+:$$PYTHONPATH} python3 scripts/device_check.py --out $(DEVICE_OUT)
+
+device-pack: venv ## Copy ansible-core (pure Python) into .device/site for make device-check on a machine without it
+	rm -rf $(DEVICE_SITE) && mkdir -p $(DEVICE_SITE)
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  cp -r $$site/ansible $$site/ansible_core-*.dist-info $$site/resolvelib $$site/resolvelib-*.dist-info $(DEVICE_SITE)/
+	find $(DEVICE_SITE) -name __pycache__ -prune -exec rm -rf {} +
 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15

@@ -1,30 +1,48 @@
 """Record what a GPU machine can tell without Docker or vLLM (make device-check).
 
 For a machine with an NVIDIA driver, nvidia-ml-py and PyTorch, and nothing else: no
-Docker, no vLLM, no network. Reads and changes nothing else on the machine; the MIG mode
-is left as it is. In a few minutes it writes to OUT:
+Docker, no vLLM, no network. Changes nothing on the machine: the MIG mode is left as it
+is, and the MPS check runs its own control daemon in a temporary directory and stops it.
+In a few minutes it writes to OUT:
 
   fixtures/nvml/<gpu>.json   NVML's raw answers, in the shape tests/unit/fake_nvml.py
                              replays: copy it to tests/unit/fixtures/nvml/ and the unit
                              tests read it as they read the hand-written ones (facts,
                              planning in shared, MPS and MIG mode)
+  fixtures/facts/<gpu>.json  what library/tenancy_gpu_facts.py itself returned on the
+                             GPU (needs ansible-core importable, see below): copy it to
+                             tests/unit/fixtures/facts/ and a unit test checks that the
+                             module gives the same facts on the replayed recording
   fixtures/mig/<family>.txt  `nvidia-smi mig -lgip`, when a GPU is in MIG mode: copy it
                              to tests/unit/fixtures/mig/ and the MIG tables are checked
                              against it
-  device-check.json          per GPU: NVML's total next to torch's mem_get_info total,
-                             and per budget (0 = CUDA context only) what NVML reports for
-                             a torch process that allocated it: the context overhead
+  plans.txt                  the sample inventory's tenants planned on this GPU in
+                             shared, MPS and (on paper, from the MIG table) MIG mode
+                             (needs ansible-core importable)
+  device-check.json          per GPU: NVML's total next to torch's mem_get_info total;
+                             per stage of one torch process (CUDA context, cuBLAS, then
+                             each budget, the last one a tenant's quota less the planner's
+                             context term) torch's reserved bytes and what NVML charges
+                             the process: the context overhead, checked against
+                             tenancy_sizing.CONTEXT_BYTES; and, where MPS is installed,
+                             whether CUDA_MPS_PINNED_DEVICE_MEM_LIMIT holds a client to
+                             its limit and what torch sees as the total under it
   summary.txt                the same for people
 
-What only a full GPU host shows (vLLM's own memory under load, CUDA graphs, MPS limits,
-isolation between tenants) is tests/gpu's, after site.yml.
+ansible-core is pure Python: `make device-pack` copies it from the venv into
+.device/site, which the device tool can carry; `make device-check` puts that folder on
+PYTHONPATH. Without it the facts and plans are left out and said so.
 
-Usage: python3 scripts/device_check.py --out DIR [--budgets-gib 0,1,4]
+What only a full GPU host shows (vLLM's own memory under load, CUDA graphs, MPS limits
+under a real engine, isolation between tenants) is tests/gpu's, after site.yml.
+
+Usage: python3 scripts/device_check.py --out DIR [--budgets-gib 1,4]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -32,24 +50,62 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
-# The probe a budget runs in: allocate the budget on one GPU, report, wait to be measured.
+# One torch process, in stages: after each it prints "<stage> <torch reserved bytes>"
+# and waits for a line on stdin while the parent reads NVML. Stages: the bare CUDA
+# context, then cuBLAS (a bf16 matrix product: its handles and workspaces, as every
+# engine has), then each budget in turn (the previous block freed first).
 PROBE = r"""
-import os, sys, time, torch
-index, budget = int(sys.argv[1]), int(sys.argv[2])
+import os, sys, torch
+index, budgets = int(sys.argv[1]), [int(b) for b in sys.argv[2:]]
 torch.cuda.set_device(index)
-torch.cuda.init()
 free, total = torch.cuda.mem_get_info(index)
-block = torch.empty(budget, dtype=torch.uint8, device=f"cuda:{index}") if budget else None
-torch.cuda.synchronize()
-print(f"{os.getpid()} {free} {total} {torch.cuda.memory_reserved(index)}", flush=True)
-sys.stdin.readline()
+print(f"{os.getpid()} {free} {total}", flush=True)
+def stage(name):
+    torch.cuda.synchronize()
+    print(f"{name} {torch.cuda.memory_reserved(index)}", flush=True)
+    sys.stdin.readline()
+torch.zeros(1, device=f"cuda:{index}")
+stage("context")
+a = torch.randn(4096, 4096, dtype=torch.bfloat16, device=f"cuda:{index}")
+(a @ a).float().sum().item()
+del a
+torch.cuda.empty_cache()
+stage("cublas")
+block = None
+for budget in budgets:
+    block = None
+    torch.cuda.empty_cache()
+    block = torch.empty(budget, dtype=torch.uint8, device=f"cuda:{index}")
+    block.fill_(1)
+    stage(f"budget:{budget}")
 """
+# Under MPS: a client limited to LIMIT MiB allocates half of it (must work), then as much
+# again and more (must fail), and says what torch sees as the GPU's free and total memory.
+MPS_PROBE = r"""
+import sys, torch
+limit = int(sys.argv[1]) * 1024**2
+free, total = torch.cuda.mem_get_info(0)
+print(f"seen {free} {total}", flush=True)
+within = torch.empty(limit // 2, dtype=torch.uint8, device="cuda:0")
+within.fill_(1)
+torch.cuda.synchronize()
+print("within ok", flush=True)
+try:
+    beyond = torch.empty(limit, dtype=torch.uint8, device="cuda:0")
+    beyond.fill_(1)
+    torch.cuda.synchronize()
+    print("beyond allowed", flush=True)
+except torch.OutOfMemoryError as exc:
+    print("beyond refused " + str(exc).splitlines()[0][:200], flush=True)
+"""
+MPS_LIMIT_MIB = 2048
 
 
 def text(value: Any) -> str:
@@ -132,39 +188,161 @@ def process_memory(nvml: Any, index: int, pid: int) -> int | None:
     return None
 
 
-def probe(nvml: Any, index: int, budget: int) -> dict[str, Any]:
-    """Run a torch process that allocates `budget` bytes on GPU `index` and measure it."""
+def context_bytes() -> int:
+    """tenancy_sizing.CONTEXT_BYTES, read from the source: that module needs ansible-core,
+    which the GPU machine may lack."""
+    tree = ast.parse((ROOT / "filter_plugins" / "tenancy_sizing.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "CONTEXT_BYTES" for t in node.targets):
+            return int(eval(compile(ast.Expression(node.value), "CONTEXT_BYTES", "eval"), {"__builtins__": {}}))
+    raise LookupError("CONTEXT_BYTES not found in filter_plugins/tenancy_sizing.py")
+
+
+def device_used(nvml: Any, index: int) -> int:
+    return int(nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(index)).used)
+
+
+def probe(nvml: Any, index: int, budgets: list[int], limit: int) -> dict[str, Any]:
+    """One torch process on GPU `index`, measured at each stage (PROBE). `limit` is the
+    quota the last budget stands for: NVML's figure for the process must stay within it."""
+    baseline = device_used(nvml, index)
     child = subprocess.Popen(
-        [sys.executable, "-c", PROBE, str(index), str(budget)],
+        [sys.executable, "-c", PROBE, str(index), *map(str, budgets)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    result: dict[str, Any] = {"stages": []}
     try:
-        line = child.stdout.readline()
-        if not line:
-            return {"budget_bytes": budget, "error": child.stderr.read()[-500:]}
-        pid, free, total, reserved = (int(v) for v in line.split())
-        used = None
-        for _ in range(10):  # NVML's process list can lag the allocation by a moment
-            used = process_memory(nvml, index, pid)
-            if used:
-                break
-            time.sleep(0.3)
-        return {
-            "budget_bytes": budget,
-            "torch_free_bytes": free,
-            "torch_total_bytes": total,
-            "torch_reserved_bytes": reserved,
-            "nvml_process_bytes": used,
-            "overhead_bytes": None if used is None else used - reserved,
-        }
-    finally:
-        if child.poll() is None:
+        header = child.stdout.readline()
+        if not header:
+            return {"error": child.stderr.read()[-800:]}
+        pid, free, total = (int(v) for v in header.split())
+        result.update(pid=pid, torch_free_bytes=free, torch_total_bytes=total)
+        for line in child.stdout:
+            name, reserved = line.split()
+            time.sleep(0.5)  # NVML's figures can lag the allocation by a moment
+            used = None
+            for _ in range(10):
+                used = process_memory(nvml, index, pid)
+                if used:
+                    break
+                time.sleep(0.3)
+            delta = device_used(nvml, index) - baseline
+            entry = {
+                "stage": name,
+                "torch_reserved_bytes": int(reserved),
+                "nvml_process_bytes": used,
+                "nvml_device_delta_bytes": delta,
+                "overhead_bytes": None if used is None else used - int(reserved),
+            }
+            result["stages"].append(entry)
             child.stdin.write("\n")
             child.stdin.flush()
         child.wait(timeout=60)
+        if child.returncode:
+            result["error"] = child.stderr.read()[-800:]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+    last = result["stages"][-1] if result["stages"] else None
+    if last and last["stage"] == f"budget:{budgets[-1]}":
+        charged = last["nvml_process_bytes"] or last["nvml_device_delta_bytes"]
+        result["quota_bytes"] = limit
+        result["within_quota"] = charged <= limit
+    return result
+
+
+def mps_check(index: int) -> dict[str, Any]:
+    """Start a private MPS control daemon for GPU `index`, run MPS_PROBE as its client
+    with CUDA_MPS_PINNED_DEVICE_MEM_LIMIT, and stop the daemon again."""
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        return {"skipped": "nvidia-cuda-mps-control is not installed here"}
+    work = Path(tempfile.mkdtemp(prefix="device-check-mps-"))
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": str(index),
+        "CUDA_MPS_PIPE_DIRECTORY": str(work / "pipe"),
+        "CUDA_MPS_LOG_DIRECTORY": str(work / "log"),
+    }
+    (work / "pipe").mkdir()
+    (work / "log").mkdir()
+    result: dict[str, Any] = {"limit_mib": MPS_LIMIT_MIB}
+    started = subprocess.run([control, "-d"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    if started.returncode:
+        return {**result, "error": f"nvidia-cuda-mps-control -d: {(started.stderr or started.stdout).strip()}"}
+    try:
+        client = subprocess.run(
+            [sys.executable, "-c", MPS_PROBE, str(MPS_LIMIT_MIB)],
+            env={**env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"0={MPS_LIMIT_MIB}M"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        lines = client.stdout.splitlines()
+        for line in lines:
+            if line.startswith("seen "):
+                free, total = (int(v) for v in line.split()[1:3])
+                result.update(torch_free_bytes=free, torch_total_bytes=total)
+        result["within_ok"] = "within ok" in lines
+        result["beyond"] = next((line for line in lines if line.startswith("beyond")), None)
+        result["holds"] = (
+            result["within_ok"] and bool(result["beyond"]) and result["beyond"].startswith("beyond refused")
+        )
+        if client.returncode:
+            result["error"] = client.stderr[-800:]
+    finally:
+        subprocess.run([control], input="quit\n", env=env, capture_output=True, text=True, timeout=60, check=False)
+        log = work / "log" / "control.log"
+        if log.exists():
+            result["control_log_tail"] = log.read_text()[-1500:]
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def facts_and_plans(nvml: Any) -> tuple[dict[str, Any] | None, list[str], dict[str, Any]]:
+    """The GPU facts module's own answer and the sample inventory's tenants planned on
+    this GPU in every mode; (None, [reason], {}) without ansible-core."""
+    sys.path.insert(0, str(ROOT / "library"))
+    try:
+        import tenancy_gpu_facts
+        import tenancy_plan
+        import tenancy_plan_table
+        import yaml
+    except ImportError as exc:
+        return None, [f"facts and plans left out: {exc} (make device-pack, then carry .device)"], {}
+    facts = tenancy_gpu_facts.gather(nvml)
+    sample = ROOT / "inventory" / "sample" / "group_vars" / "all"
+    defaults = yaml.safe_load((sample / "tenancy.yml").read_text())["tenancy_tenant_defaults"]
+    tenants = [
+        {k: v for k, v in t.items() if k != "host"}
+        for t in yaml.safe_load((sample / "tenants.yml").read_text())["tenants"]
+    ]
+    lines = [f"tenants of inventory/sample on this machine's GPUs, defaults {defaults}"]
+    plans: dict[str, Any] = {}
+    for mode in ("shared", "mps", "mig"):
+        gpus = [
+            {"index": g["index"], "name": g["name"], "memory": g["memory_total"], "mode": mode} for g in facts["gpus"]
+        ]
+        try:
+            plan = tenancy_plan.tenancy_plan(
+                tenants, defaults, {"gpuhost": {"tenancy_gpus": gpus}}, None, "/nonexistent"
+            )
+        except Exception as exc:  # the planner's refusal is a result too
+            plans[mode] = {"refused": str(exc)}
+            lines += [f"\n{mode}: refused: {exc}"]
+            continue
+        plans[mode] = [
+            {k: r[k] for k in ("name", "gpu", "mode", "memory_bytes", "gpu_memory_utilization", "kv_cache_bytes")}
+            | {"mig_profile": r.get("mig_profile"), "engine_args": r["engine_args"], "engine_env": r["engine_env"]}
+            for r in plan
+        ]
+        lines += [f"\n{mode}:", *tenancy_plan_table.tenancy_plan_table(plan)]
+    return facts, lines, plans
 
 
 def lgip() -> str | None:
@@ -177,7 +355,11 @@ def lgip() -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--budgets-gib", default="0,1,4", help="torch allocations to measure, in GiB (0: context)")
+    parser.add_argument("--budgets-gib", default="1,4", help="torch allocations to measure, in GiB")
+    parser.add_argument(
+        "--quota-gib", type=float, default=24, help="a tenant's quota: the last budget is it less the context term"
+    )
+    parser.add_argument("--no-mps", action="store_true", help="leave out the MPS check")
     args = parser.parse_args()
     try:
         import pynvml as nvml
@@ -195,13 +377,25 @@ def main() -> int:
     out = args.out
     (out / "fixtures" / "nvml").mkdir(parents=True, exist_ok=True)
     host = os.uname().nodename
+    quota = int(args.quota_gib * GIB)
+    budgets = [int(float(b) * GIB) for b in args.budgets_gib.split(",") if b.strip()]
+    budgets.append(quota - context_bytes())
     try:
         recorded = record(nvml, f"recorded by make device-check on {host}, {time.strftime('%Y-%m-%d')}")
         first = recorded["gpus"][0]["name"] if recorded["gpus"] else "no_gpu"
-        fixture = out / "fixtures" / "nvml" / f"{slug(first)}.json"
+        name = slug(first)
+        fixture = out / "fixtures" / "nvml" / f"{name}.json"
         fixture.write_text(json.dumps(recorded, indent=2) + "\n")
-        report: dict[str, Any] = {"host": host, "driver": recorded["driver_version"], "gpus": []}
-        budgets = [int(float(b) * GIB) for b in args.budgets_gib.split(",") if b.strip()]
+        report: dict[str, Any] = {
+            "host": host,
+            "driver": recorded["driver_version"],
+            "context_bytes_planned": context_bytes(),
+            "gpus": [],
+        }
+        with contextlib.suppress(ImportError):
+            import torch
+
+            report["torch"] = f"{torch.__version__} (CUDA {torch.version.cuda})"
         for index, gpu in enumerate(recorded["gpus"]):
             in_mig = bool(gpu["mig_mode"] and gpu["mig_mode"][0])
             entry: dict[str, Any] = {
@@ -210,12 +404,13 @@ def main() -> int:
                 "nvml_total_bytes": gpu["memory_total"],
                 "mig_mode": gpu["mig_mode"],
                 "mig_family": tenancy_mig.family(gpu["name"], gpu["memory_total"]),
-                "probes": [],
             }
             if in_mig:
                 entry["note"] = "MIG mode on: CUDA sees MIG devices, not the GPU; probes skipped"
             else:
-                entry["probes"] = [probe(nvml, index, budget) for budget in budgets]
+                entry["probe"] = probe(nvml, index, budgets, quota)
+                if not args.no_mps:
+                    entry["mps"] = mps_check(index)
             report["gpus"].append(entry)
         listing = lgip()
         if listing:
@@ -224,32 +419,70 @@ def main() -> int:
             for family in families or {"unknown"}:
                 (out / "fixtures" / "mig" / f"{family}.txt").write_text(listing)
             report["lgip"] = tenancy_mig.parse_lgip(listing)
+        facts, plan_lines, plans = facts_and_plans(nvml)
+        if facts is not None:
+            (out / "fixtures" / "facts").mkdir(parents=True, exist_ok=True)
+            (out / "fixtures" / "facts" / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
+            report["plans"] = plans
+        (out / "plans.txt").write_text("\n".join(plan_lines) + "\n")
     finally:
-        nvml.nvmlShutdown()
+        with contextlib.suppress(nvml.NVMLError):
+            nvml.nvmlShutdown()
     (out / "device-check.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"host {host}, driver {report['driver']}, fixture {fixture.relative_to(out)}"]
+    lines = summary(report, fixture.relative_to(out))
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\n{(out / 'plans.txt').read_text()}")
+    return 0
+
+
+def summary(report: dict[str, Any], fixture: Path) -> list[str]:
+    mib = 2**20
+    lines = [f"host {report['host']}, driver {report['driver']}, torch {report.get('torch', 'n/a')}, fixture {fixture}"]
     for gpu in report["gpus"]:
         lines.append(
             f"GPU {gpu['index']} {gpu['name']}: NVML total {gpu['nvml_total_bytes'] / GIB:.2f} GiB, "
             f"MIG mode {gpu['mig_mode']}, MIG table {gpu['mig_family'] or 'none'}"
         )
-        for p in gpu["probes"]:
-            if "error" in p:
-                lines.append(f"  budget {p['budget_bytes'] / GIB:.0f} GiB: probe failed: {p['error']}")
-                continue
-            nvml_used = "n/a" if p["nvml_process_bytes"] is None else f"{p['nvml_process_bytes'] / GIB:.3f}"
-            overhead = "n/a" if p["overhead_bytes"] is None else f"{p['overhead_bytes'] / 2**20:.0f} MiB"
+        run = gpu.get("probe")
+        if run is None:
+            lines.append(f"  {gpu.get('note', '')}")
+            continue
+        if "torch_total_bytes" in run:
             lines.append(
-                f"  budget {p['budget_bytes'] / GIB:.0f} GiB: torch total {p['torch_total_bytes'] / GIB:.2f} GiB "
-                f"(NVML - torch = {(gpu['nvml_total_bytes'] - p['torch_total_bytes']) / 2**20:.0f} MiB), "
-                f"torch reserved {p['torch_reserved_bytes'] / GIB:.3f} GiB, NVML for the process {nvml_used} GiB, "
-                f"context overhead {overhead}"
+                f"  torch mem_get_info total {run['torch_total_bytes'] / GIB:.2f} GiB "
+                f"(NVML - torch = {(gpu['nvml_total_bytes'] - run['torch_total_bytes']) / mib:.0f} MiB)"
             )
+        for st in run.get("stages", []):
+            nvml_used = "n/a" if st["nvml_process_bytes"] is None else f"{st['nvml_process_bytes'] / mib:.0f} MiB"
+            overhead = "n/a" if st["overhead_bytes"] is None else f"{st['overhead_bytes'] / mib:.0f} MiB"
+            lines.append(
+                f"  {st['stage']:<20} torch reserved {st['torch_reserved_bytes'] / mib:8.0f} MiB, NVML for the process "
+                f"{nvml_used}, device used +{st['nvml_device_delta_bytes'] / mib:.0f} MiB, outside torch {overhead}"
+            )
+        if "within_quota" in run:
+            lines.append(
+                f"  a {run['quota_bytes'] / GIB:.0f} GiB quota less the planned context term "
+                f"({report['context_bytes_planned'] / mib:.0f} MiB), allocated by torch: "
+                + ("WITHIN the quota" if run["within_quota"] else "OVER the quota: raise CONTEXT_BYTES")
+            )
+        if run.get("error"):
+            lines.append(f"  probe failed: {run['error']}")
+        mps = gpu.get("mps")
+        if mps:
+            if "skipped" in mps or "holds" not in mps:
+                lines.append(f"  MPS: {mps.get('skipped') or mps.get('error')}")
+            else:
+                lines.append(
+                    f"  MPS, CUDA_MPS_PINNED_DEVICE_MEM_LIMIT={mps['limit_mib']}M: torch sees total "
+                    f"{mps.get('torch_total_bytes', 0) / mib:.0f} MiB, "
+                    f"free {mps.get('torch_free_bytes', 0) / mib:.0f} MiB; "
+                    f"half the limit {'allocated' if mps['within_ok'] else 'FAILED'}; beyond it: {mps['beyond']}; "
+                    + ("the limit HOLDS" if mps["holds"] else "the limit does NOT hold")
+                )
     if report.get("lgip"):
         lines.append("nvidia-smi mig -lgip: " + ", ".join(f"{k} {v:.2f} GiB" for k, v in report["lgip"].items()))
-    (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

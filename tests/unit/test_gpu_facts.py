@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -135,3 +136,27 @@ def test_the_module_looks_where_the_driver_role_installs_the_binding():
     role_default = yaml.safe_load((root / "roles" / "nvidia_driver" / "defaults" / "main.yml").read_text())
     module_default = yaml.safe_load(DOCUMENTATION)["options"]["nvml_path"]["default"]
     assert module_default == role_default["nvidia_driver_nvml_path"]
+
+
+# What the module itself returned on a GPU machine (make device-check writes
+# fixtures/facts/<gpu>.json beside the NVML recording of the same run).
+FACTS = Path(__file__).parent / "fixtures" / "facts"
+RECORDED_FACTS = sorted(p.stem for p in FACTS.glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", RECORDED_FACTS)
+def test_the_replayed_recording_gives_the_facts_the_gpu_gave(fixture, tmp_path):
+    """The fake NVML layer replays a real GPU faithfully: on the recording, the module
+    returns what it returned on the GPU itself (memory in use and the process list are
+    left out: they were read a few seconds apart, around the torch probes)."""
+    on_gpu = json.loads((FACTS / f"{fixture}.json").read_text())
+    replayed = gather(FakeNVML(fixture), proc=str(tmp_path))
+
+    def stable(facts):
+        return {
+            **facts,
+            "gpus": [{k: v for k, v in g.items() if k not in ("memory_used", "processes")} for g in facts["gpus"]],
+        }
+
+    assert stable(replayed) == stable(on_gpu)
+    assert on_gpu["available"] is True and on_gpu["gpus"]
