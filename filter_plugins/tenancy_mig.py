@@ -111,11 +111,10 @@ _LAYOUT = (
 #   the profile with the same memory slices.
 # - H100 80GB HBM3: -lgip output in a public write-up (1g.10gb 9.75, 1g.20gb/2g.20gb
 #   19.62, 3g.40gb/4g.40gb 39.50, 7g.80gb 79.25).
-# - H200 141GB: -lgip output used as a test fixture in a public tool (1g.18gb 16.00,
-#   2g.35gb 32.50, 7g.141gb 140.00); 1g.35gb takes 2g.35gb's figure. ESTIMATE: no -lgip
-#   listing of 3g.71gb/4g.71gb was found; 65.00 is two 2-slice instances' worth, at most
-#   what four memory slices give (the device check, `make device-check`, records the
-#   real figure on an H200 whose MIG mode is on).
+# - H200 141GB (NVIDIA H200, driver 580.159.04): `nvidia-smi mig -lgip` read by
+#   `make device-check` on 2026-11-30 (tests/unit/fixtures/mig/H200-141GB.txt; the
+#   listing is there with MIG mode off too): 1g.18gb 16.00, 1g.35gb/2g.35gb 32.50,
+#   3g.71gb/4g.71gb 69.75, 7g.141gb 140.00.
 # tests/unit/fixtures/mig/*.txt may hold -lgip output read on a GPU; a unit test checks
 # the table against every such file.
 _TABLES: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
@@ -162,8 +161,8 @@ _TABLES: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
             ("1g.18gb", 16.00),
             ("1g.35gb", 32.50),
             ("2g.35gb", 32.50),
-            ("3g.71gb", 65.00),
-            ("4g.71gb", 65.00),
+            ("3g.71gb", 69.75),
+            ("4g.71gb", 69.75),
             ("7g.141gb", 140.00),
         ),
     ),

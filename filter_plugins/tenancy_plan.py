@@ -233,8 +233,11 @@ MM_CACHE_COPIES = 2
 # while loading; tokenizer and sampler buffers live there). A heuristic; tenants can
 # set memory_limit themselves.
 GPU_ENGINE_HOST_MEMORY_BYTES = 16 * GIB
-# GPU memory kept free on every GPU for the CUDA context of each process and the
-# driver: quotas on one GPU must sum to at most total - reserve.
+# GPU memory kept out of every GPU's quotas (they sum to at most total - reserve): what
+# the driver holds for itself, which NVML counts in the total and as used on an idle GPU
+# while CUDA never hands it out (615 MiB on an H200, make device-check), and an MPS
+# server's own memory. Each engine's CUDA context is inside its quota
+# (tenancy_sizing.CONTEXT_BYTES).
 GPU_RESERVE_BYTES = 1 * GIB
 # A tenant's metrics port is its port plus this (tenancy_metrics_port_offset).
 METRICS_PORT_OFFSET = 10000
@@ -626,9 +629,14 @@ def _engine(
         # capped because vLLM needs room for its CUDA context inside the instance.
         fraction = min(MIG_MAX_UTILIZATION, math.floor(tenant["gpu_memory"] * 100 / mig[0].memory_bytes) / 100)
     else:
-        # shared and mps: vLLM's fraction is of the GPU's TOTAL memory, rounded down so
-        # the engine never takes more than its quota.
-        fraction = math.floor(tenant["gpu_memory"] * 100 / gpu["memory_bytes"]) / 100
+        # shared and mps: vLLM's fraction is of the GPU's total (torch's, a little below
+        # NVML's), and the engine's CUDA context comes on top of it, so the fraction is of
+        # the quota less the context term, rounded down. vLLM also refuses to start when
+        # the GPU's free memory is below fraction x total; under MPS the free memory is
+        # the pinned limit less the context, so a fraction of the whole quota would never
+        # start (measured on an H200: a 24 GiB limit leaves 23.5 GiB free, 0.17 asks 23.77).
+        usable = tenant["gpu_memory"] - tenancy_sizing.CONTEXT_BYTES
+        fraction = math.floor(usable * 100 / gpu["memory_bytes"]) / 100
     if fraction < 0.01:
         raise _err(tenant["name"], "gpu_memory", tenant["gpu_memory"], "is below 1% of the GPU's memory")
     args += ["--gpu-memory-utilization", f"{fraction:.2f}"]

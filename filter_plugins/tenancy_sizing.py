@@ -70,12 +70,15 @@ GIB = 1024**3
 # weights and KV cache. vLLM's own start-up profile measures the real peak; this constant
 # only has to make the plan refuse quotas that cannot possibly work.
 RESERVE_BYTES = int(0.7 * GIB)
-# The CUDA context every engine process holds on its GPU (driver state, kernels, cuBLAS
-# workspaces) outside what torch allocates: vLLM counts it in its budget, so the quota has
-# to hold it. 512 MiB is the usual figure for torch 2.x on A100/H100 (about 300 MiB for
-# the bare context plus the libraries' workspaces); `make device-check` measures it on a
-# GPU (torch's reserved bytes against what NVML charges the process).
-CONTEXT_BYTES = 512 * 1024**2
+# The CUDA context every engine process holds on its GPU (driver state, loaded kernels,
+# cuBLAS handles) outside what torch allocates. vLLM does not count it in the budget it
+# derives from --gpu-memory-utilization, so the quota has to hold it. Measured by `make
+# device-check` on an NVIDIA H200 (driver 580.159.04, torch 2.11.0, CUDA 13.0,
+# 2026-11-30; docs/benchmarks.md, "GPU memory on a real H200"): 610 MiB for the bare
+# context, 676 MiB once cuBLAS has run, constant from then on (1, 4 and 23.5 GiB
+# allocated). 768 MiB leaves 92 MiB for the kernels vLLM loads later (attention,
+# sampler, Triton); vLLM's own figure under load is what tests/gpu checks on a full host.
+CONTEXT_BYTES = 768 * 1024**2
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "bf16": 2, "fp16": 2}
 

@@ -13,7 +13,8 @@ In a few minutes it writes to OUT:
                              GPU (needs ansible-core importable, see below): copy it to
                              tests/unit/fixtures/facts/ and a unit test checks that the
                              module gives the same facts on the replayed recording
-  fixtures/mig/<family>.txt  `nvidia-smi mig -lgip`, when a GPU is in MIG mode: copy it
+  fixtures/mig/<family>.txt  `nvidia-smi mig -lgip` (it answers with MIG mode off too,
+                             on driver 580 at least): copy it
                              to tests/unit/fixtures/mig/ and the MIG tables are checked
                              against it
   plans.txt                  the sample inventory's tenants planned on this GPU in
@@ -45,6 +46,7 @@ import argparse
 import ast
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -86,8 +88,9 @@ for budget in budgets:
     block.fill_(1)
     stage(f"budget:{budget}")
 """
-# Under MPS: a client limited to LIMIT MiB allocates half of it (must work), then as much
-# again and more (must fail), and says what torch sees as the GPU's free and total memory.
+# Under MPS: a client limited to LIMIT MiB (a tenant's quota) says what torch sees as the
+# GPU's free and total memory (vLLM refuses to start when free < fraction x total),
+# allocates half the limit (must work), then the whole limit more (must fail).
 MPS_PROBE = r"""
 import sys, torch
 limit = int(sys.argv[1]) * 1024**2
@@ -105,7 +108,6 @@ try:
 except torch.OutOfMemoryError as exc:
     print("beyond refused " + str(exc).splitlines()[0][:200], flush=True)
 """
-MPS_LIMIT_MIB = 2048
 
 
 def text(value: Any) -> str:
@@ -255,9 +257,10 @@ def probe(nvml: Any, index: int, budgets: list[int], limit: int) -> dict[str, An
     return result
 
 
-def mps_check(index: int) -> dict[str, Any]:
+def mps_check(index: int, limit_mib: int, fractions: dict[str, float]) -> dict[str, Any]:
     """Start a private MPS control daemon for GPU `index`, run MPS_PROBE as its client
-    with CUDA_MPS_PINNED_DEVICE_MEM_LIMIT, and stop the daemon again."""
+    with CUDA_MPS_PINNED_DEVICE_MEM_LIMIT, and stop the daemon again. For each named
+    --gpu-memory-utilization in `fractions`: would vLLM's start-up check pass there?"""
     control = shutil.which("nvidia-cuda-mps-control")
     if control is None:
         return {"skipped": "nvidia-cuda-mps-control is not installed here"}
@@ -270,14 +273,14 @@ def mps_check(index: int) -> dict[str, Any]:
     }
     (work / "pipe").mkdir()
     (work / "log").mkdir()
-    result: dict[str, Any] = {"limit_mib": MPS_LIMIT_MIB}
+    result: dict[str, Any] = {"limit_mib": limit_mib}
     started = subprocess.run([control, "-d"], env=env, capture_output=True, text=True, timeout=60, check=False)
     if started.returncode:
         return {**result, "error": f"nvidia-cuda-mps-control -d: {(started.stderr or started.stdout).strip()}"}
     try:
         client = subprocess.run(
-            [sys.executable, "-c", MPS_PROBE, str(MPS_LIMIT_MIB)],
-            env={**env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"0={MPS_LIMIT_MIB}M"},
+            [sys.executable, "-c", MPS_PROBE, str(limit_mib)],
+            env={**env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"0={limit_mib}M"},
             capture_output=True,
             text=True,
             timeout=180,
@@ -295,6 +298,15 @@ def mps_check(index: int) -> dict[str, Any]:
         )
         if client.returncode:
             result["error"] = client.stderr[-800:]
+        if "torch_total_bytes" in result:
+            result["vllm_startup_check"] = {
+                label: {
+                    "fraction": fraction,
+                    "asks_bytes": int(fraction * result["torch_total_bytes"]),
+                    "passes": fraction * result["torch_total_bytes"] <= result["torch_free_bytes"],
+                }
+                for label, fraction in fractions.items()
+            }
     finally:
         subprocess.run([control], input="quit\n", env=env, capture_output=True, text=True, timeout=60, check=False)
         log = work / "log" / "control.log"
@@ -392,6 +404,7 @@ def main() -> int:
             "context_bytes_planned": context_bytes(),
             "gpus": [],
         }
+        facts, plan_lines, plans = facts_and_plans(nvml)
         with contextlib.suppress(ImportError):
             import torch
 
@@ -410,7 +423,17 @@ def main() -> int:
             else:
                 entry["probe"] = probe(nvml, index, budgets, quota)
                 if not args.no_mps:
-                    entry["mps"] = mps_check(index)
+                    fractions = {
+                        "quota / NVML total (before 2026-11-30)": math.floor(quota * 100 / gpu["memory_total"]) / 100
+                    }
+                    planned = [
+                        r
+                        for r in plans.get("mps", [])
+                        if isinstance(r, dict) and r["memory_bytes"] == quota and r["gpu"] == index
+                    ]
+                    if planned:
+                        fractions["planned"] = planned[0]["gpu_memory_utilization"]
+                    entry["mps"] = mps_check(index, quota // 2**20, fractions)
             report["gpus"].append(entry)
         listing = lgip()
         if listing:
@@ -419,7 +442,6 @@ def main() -> int:
             for family in families or {"unknown"}:
                 (out / "fixtures" / "mig" / f"{family}.txt").write_text(listing)
             report["lgip"] = tenancy_mig.parse_lgip(listing)
-        facts, plan_lines, plans = facts_and_plans(nvml)
         if facts is not None:
             (out / "fixtures" / "facts").mkdir(parents=True, exist_ok=True)
             (out / "fixtures" / "facts" / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
@@ -480,6 +502,12 @@ def summary(report: dict[str, Any], fixture: Path) -> list[str]:
                     f"half the limit {'allocated' if mps['within_ok'] else 'FAILED'}; beyond it: {mps['beyond']}; "
                     + ("the limit HOLDS" if mps["holds"] else "the limit does NOT hold")
                 )
+                for label, check in mps.get("vllm_startup_check", {}).items():
+                    lines.append(
+                        f"  MPS, vLLM's start-up check, --gpu-memory-utilization {check['fraction']:.2f} ({label}): "
+                        f"asks {check['asks_bytes'] / mib:.0f} MiB, {mps['torch_free_bytes'] / mib:.0f} MiB free: "
+                        + ("passes" if check["passes"] else "REFUSES to start")
+                    )
     if report.get("lgip"):
         lines.append("nvidia-smi mig -lgip: " + ", ".join(f"{k} {v:.2f} GiB" for k, v in report["lgip"].items()))
     return lines

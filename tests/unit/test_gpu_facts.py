@@ -60,6 +60,7 @@ def test_facts_feed_the_planner_in_every_mode(fixture, mode, tmp_path):
     a 20 GiB tenant on the recorded GPU in each mode (MIG on paper: from the GPU's table)."""
     from tenancy_mig import profiles
     from tenancy_plan import tenancy_plan
+    from tenancy_sizing import CONTEXT_BYTES
 
     facts = gather(FakeNVML(fixture))["gpus"]
     gpus = [{"index": g["index"], "name": g["name"], "memory": g["memory_total"], "mode": mode} for g in facts]
@@ -73,7 +74,8 @@ def test_facts_feed_the_planner_in_every_mode(fixture, mode, tmp_path):
     if mode == "mig":
         assert record["mig_profile"] and 0 < record["gpu_memory_utilization"] <= 0.95
     else:
-        assert record["gpu_memory_utilization"] == int(20 * 1024**3 * 100 / facts[0]["memory_total"]) / 100
+        usable = 20 * 1024**3 - CONTEXT_BYTES
+        assert record["gpu_memory_utilization"] == int(usable * 100 / facts[0]["memory_total"]) / 100
 
 
 def test_processes_are_mapped_to_their_containers(tmp_path):

@@ -228,13 +228,14 @@ def gpu_hosts(**hosts):
     return {host: {"tenancy_gpus": gpus} for host, gpus in hosts.items()}
 
 
-def test_gpu_fraction_is_quota_over_total_rounded_down():
+def test_gpu_fraction_is_quota_less_context_over_total_rounded_down():
+    """vLLM's CUDA context comes on top of fraction x total: (20 GiB - 0.75 GiB) / 80 GiB."""
     plan = tenancy_plan([{**A, "gpu_memory": "20G"}], {}, gpu_hosts(g1=[A100]))
     tenant = plan[0]
     assert (tenant["mode"], tenant["gpu"], tenant["host"]) == ("shared", 0, "g1")
-    assert tenant["gpu_memory_utilization"] == 0.25
+    assert tenant["gpu_memory_utilization"] == 0.24
     args = tenant["engine_args"]
-    assert args[args.index("--gpu-memory-utilization") + 1] == "0.25"
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.24"
     assert "--enforce-eager" not in args
     assert "VLLM_CPU_KVCACHE_SPACE" not in tenant["engine_env"]
 
@@ -249,7 +250,7 @@ def test_every_engine_keeps_its_metrics_on_its_own_volume(hosts):
 
 def test_gpu_fraction_never_rounds_up():
     tenant = tenancy_plan([{**A, "gpu_memory": "10G"}], {}, gpu_hosts(g1=[{**A100, "memory": "79GiB"}]))[0]
-    assert tenant["gpu_memory_utilization"] == 0.12  # 10/79 = 0.1265...
+    assert tenant["gpu_memory_utilization"] == 0.11  # (10 - 0.75)/79 = 0.1171...
 
 
 def test_best_fit_decreasing_fills_the_tightest_gpu():
