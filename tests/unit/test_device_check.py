@@ -50,3 +50,65 @@ def test_without_a_readable_gpu_it_says_so_and_records_nothing(tmp_path):
     assert result.returncode == 2
     assert "nothing to record" in result.stderr
     assert not (tmp_path / "out" / "device-check.json").exists()
+
+
+# What make device-check measured on real GPUs (its device-check.json, one per GPU model).
+REPORTS = sorted((Path(__file__).parent / "fixtures" / "device").glob("*.json"))
+
+
+def stages(report):
+    return [s for gpu in report["gpus"] for s in gpu.get("probe", {}).get("stages", [])]
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.stem)
+def test_the_context_term_covers_what_a_gpu_charged_outside_torch(path):
+    """The planner's CUDA context term holds the largest overhead NVML charged a torch
+    process beyond torch's own reservations (context, cuBLAS, any allocation size), and
+    the per-GPU reserve holds what the driver keeps out of torch's total."""
+    from tenancy_plan import GPU_RESERVE_BYTES
+    from tenancy_sizing import CONTEXT_BYTES
+
+    report = json.loads(path.read_text())
+    overheads = [s["overhead_bytes"] for s in stages(report) if s["overhead_bytes"] is not None]
+    assert overheads, f"{path.name} holds no measured stage"
+    assert max(overheads) <= CONTEXT_BYTES
+    for gpu in report["gpus"]:
+        probe = gpu.get("probe", {})
+        if "torch_total_bytes" in probe:
+            assert gpu["nvml_total_bytes"] - probe["torch_total_bytes"] <= GPU_RESERVE_BYTES
+        if "within_quota" in probe:
+            assert probe["within_quota"] is True
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.stem)
+def test_an_mps_tenant_passes_vllms_start_up_check_on_that_gpu(path):
+    """Under CUDA_MPS_PINNED_DEVICE_MEM_LIMIT torch sees the whole GPU as total but only
+    the limit less the client's context as free; vLLM refuses to start when
+    free < --gpu-memory-utilization x total. The fraction the planner gives a tenant of
+    that quota on that GPU must pass, and the limit must have held."""
+    from tenancy_plan import tenancy_plan
+
+    report = json.loads(path.read_text())
+    checked = 0
+    for gpu in report["gpus"]:
+        mps = gpu.get("mps", {})
+        if "torch_free_bytes" not in mps:
+            continue
+        assert mps["holds"] is True, mps.get("beyond")
+        quota = f"{mps['limit_mib']}M"
+        tenant = {"name": "a", "port": 30001, "model": "Qwen/Qwen3-VL-8B-Instruct", "gpu_memory": quota}
+        gpus = [{"index": 0, "name": gpu["name"], "memory": gpu["nvml_total_bytes"], "mode": "mps"}]
+        (record,) = tenancy_plan([tenant], {}, {"h": {"tenancy_gpus": gpus}}, None, "/nonexistent")
+        assert record["gpu_memory_utilization"] * mps["torch_total_bytes"] <= mps["torch_free_bytes"]
+        checked += 1
+    if not checked:
+        pytest.skip(f"{path.name} has no MPS measurement")
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.stem)
+def test_the_summary_of_a_recorded_report_says_what_held(path):
+    from device_check import summary
+
+    lines = summary(json.loads(path.read_text()), Path("fixtures/nvml/x.json"))
+    assert any("WITHIN the quota" in line for line in lines)
+    assert not any("OVER the quota" in line or "does NOT hold" in line for line in lines)
