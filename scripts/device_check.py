@@ -27,7 +27,9 @@ In a few minutes it writes to OUT:
                              the process: the context overhead, checked against
                              tenancy_sizing.CONTEXT_BYTES; and, where MPS is installed,
                              whether CUDA_MPS_PINNED_DEVICE_MEM_LIMIT holds a client to
-                             its limit and what torch sees as the total under it
+                             its limit and what torch sees as the total under it;
+                             and what the GPU exporter (roles/monitoring) reports for
+                             the probe as a made-up tenant, read as root and as nobody
   summary.txt                the same for people
 
 ansible-core is pure Python: `make device-pack` copies it from the venv into
@@ -45,6 +47,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -240,6 +243,8 @@ def probe(nvml: Any, index: int, budgets: list[int], limit: int) -> dict[str, An
                 "overhead_bytes": None if used is None else used - int(reserved),
             }
             result["stages"].append(entry)
+            if name == f"budget:{budgets[-1]}":
+                result["exporter"] = exporter_check(nvml, index, pid, limit)
             child.stdin.write("\n")
             child.stdin.flush()
         child.wait(timeout=60)
@@ -254,6 +259,66 @@ def probe(nvml: Any, index: int, budgets: list[int], limit: int) -> dict[str, An
         charged = last["nvml_process_bytes"] or last["nvml_device_delta_bytes"]
         result["quota_bytes"] = limit
         result["within_quota"] = charged <= limit
+    return result
+
+
+def exporter_check(nvml: Any, index: int, pid: int, quota: int) -> dict[str, Any]:
+    """The GPU exporter (roles/monitoring/files/tenancy_gpu_exporter.py) on the real GPU,
+    while the probe holds its last budget: the probe's pid is given a made-up container
+    (a fake /proc/<pid>/cgroup) that a made-up tenant's record names. Read in this
+    process, and by the exporter itself as user nobody (can an unprivileged service see
+    other users' GPU memory?)."""
+    script = ROOT / "roles" / "monitoring" / "files" / "tenancy_gpu_exporter.py"
+    spec = importlib.util.spec_from_file_location("tenancy_gpu_exporter", script)
+    exporter = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = exporter
+    spec.loader.exec_module(exporter)
+    work = Path(tempfile.mkdtemp(prefix="device-check-exporter-"))
+    container = "d" * 64
+    (work / "proc" / str(pid)).mkdir(parents=True)
+    (work / "proc" / str(pid) / "cgroup").write_text(f"0::/system.slice/docker-{container}.scope\n")
+    (work / "tenants").mkdir()
+    record = {"tenant": "probe", "engine_id": container, "gpu": index, "mode": "shared", "quota_bytes": quota}
+    (work / "tenants" / "probe.json").write_text(json.dumps(record))
+    for path in (work, work / "proc", work / "proc" / str(pid), work / "tenants"):
+        path.chmod(0o755)
+    for path in (work / "proc" / str(pid) / "cgroup", work / "tenants" / "probe.json"):
+        path.chmod(0o644)
+    key = f'tenancy_gpu_memory_used_bytes{{tenant="probe",gpu="{index}",mode="shared"}}'
+    result: dict[str, Any] = {}
+    try:
+        text = exporter.render(
+            exporter.collect(nvml, exporter.load_tenants(str(work / "tenants")), str(work / "proc")), 0
+        )
+        result["used_bytes"] = next(
+            (int(float(line.split()[-1])) for line in text.splitlines() if line.startswith(key)), None
+        )
+        as_nobody = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "--once",
+                "--tenants-dir",
+                str(work / "tenants"),
+                "--proc",
+                str(work / "proc"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            user=65534,
+            group=65534,
+            extra_groups=[],
+        )
+        found = [line for line in as_nobody.stdout.splitlines() if line.startswith(key)]
+        result["as_nobody_used_bytes"] = int(float(found[0].split()[-1])) if found else None
+        if as_nobody.returncode:
+            result["as_nobody_error"] = as_nobody.stderr[-500:]
+    except Exception as exc:  # a report, not a crash: the rest of the check still runs
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 
@@ -458,6 +523,10 @@ def main() -> int:
     return 0
 
 
+def _mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.0f} MiB"
+
+
 def summary(report: dict[str, Any], fixture: Path) -> list[str]:
     mib = 2**20
     lines = [f"host {report['host']}, driver {report['driver']}, torch {report.get('torch', 'n/a')}, fixture {fixture}"]
@@ -490,6 +559,17 @@ def summary(report: dict[str, Any], fixture: Path) -> list[str]:
             )
         if run.get("error"):
             lines.append(f"  probe failed: {run['error']}")
+        seen = run.get("exporter")
+        if seen:
+            last = run["stages"][-1]
+            nobody = seen.get("as_nobody_used_bytes")
+            lines.append(
+                f"  GPU exporter, the probe as a tenant: {_mib(seen.get('used_bytes'))} "
+                f"(NVML for the process {_mib(last['nvml_process_bytes'])}); "
+                f"run as nobody: {_mib(nobody)}"
+                + (f" ({seen['as_nobody_error'].strip().splitlines()[-1]})" if seen.get("as_nobody_error") else "")
+                + (f"; failed: {seen['error']}" if seen.get("error") else "")
+            )
         mps = gpu.get("mps")
         if mps:
             if "skipped" in mps or "holds" not in mps:

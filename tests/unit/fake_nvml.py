@@ -92,3 +92,10 @@ class FakeNVML:
         if index not in devices:
             raise NVMLError("Not Found")
         return devices[index]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> dict:
+        for gpu in self.data["gpus"]:
+            for handle in [gpu, *gpu.get("mig_devices", [])]:
+                if handle["uuid"] == uuid:
+                    return handle
+        raise NVMLError("Not Found")
