@@ -112,3 +112,22 @@ def test_the_summary_of_a_recorded_report_says_what_held(path):
     lines = summary(json.loads(path.read_text()), Path("fixtures/nvml/x.json"))
     assert any("WITHIN the quota" in line for line in lines)
     assert not any("OVER the quota" in line or "does NOT hold" in line for line in lines)
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.stem)
+def test_the_gpu_exporter_charged_a_tenant_what_nvml_charged_its_process(path):
+    """roles/monitoring's GPU exporter, run on the GPU against the probe (mapped to a
+    made-up tenant): the same bytes as NVML's per-process figure, also when it runs as
+    an unprivileged user (so its service needs no root)."""
+    report = json.loads(path.read_text())
+    checked = 0
+    for gpu in report["gpus"]:
+        probe = gpu.get("probe", {})
+        if "exporter" not in probe:
+            continue
+        held = probe["stages"][-1]["nvml_process_bytes"]
+        assert probe["exporter"]["used_bytes"] == held
+        assert probe["exporter"]["as_nobody_used_bytes"] == held
+        checked += 1
+    if not checked:
+        pytest.skip(f"{path.name} has no GPU exporter measurement")
