@@ -323,6 +323,11 @@ def normalise_tenants(tenants: Any) -> list[Mapping[str, Any]]:
     return result
 
 
+# Where the tenant role records each GPU tenant's engine for the GPU exporter
+# (roles/monitoring/files/tenancy_gpu_exporter.py; monitoring_gpu_records_dir).
+GPU_RECORDS_DIR = "/etc/tenancy/gpu-tenants"
+
+
 def object_names(name: str) -> dict[str, str]:
     """Names of a tenant's Docker objects and host paths (see shared/DESIGN.md)."""
     return {
@@ -332,6 +337,7 @@ def object_names(name: str) -> dict[str, str]:
         "edge_network": f"tenancy-{name}-edge",
         "volume": f"tenancy-{name}-data",
         "config_dir": f"/etc/tenancy/{name}",
+        "gpu_record": f"{GPU_RECORDS_DIR}/{name}.json",
         "label": name,
     }
 

@@ -288,21 +288,25 @@ def test_every_recorded_series_and_alert_keeps_the_tenant_label():
     assert {r.get("alert") for r in exprs} >= {"TenancyGatewayDown", "TenancyEngineDown", "TenancyGateway5xx"}
     for rule in exprs:
         expr = rule["expr"]
-        assert "by (tenant, host" in expr or "tenancy:" in expr or expr.startswith(("up{", "haproxy_")), rule
+        # The GPU exporter's series carry their tenant themselves (and the host from the scrape).
+        assert (
+            "by (tenant, host" in expr or "tenancy:" in expr or expr.startswith(("up{", "haproxy_", "tenancy_gpu_"))
+        ), rule
 
 
 # --- the scrape config --------------------------------------------------------------------
 
 
-def render_prometheus_config(targets: list[dict]) -> dict:
+def render_prometheus_config(targets: list[dict], **overrides) -> dict:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = lambda value: str(value).lower() in ("1", "true", "yes", "on")
     template = env.from_string((ROOT / "roles/monitoring/templates/prometheus.yml.j2").read_text())
     defaults = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())
     text = template.render(
         ansible_managed="test",
         inventory_hostname="h1",
-        **{**defaults, "monitoring_targets": targets},
+        **{**defaults, "monitoring_targets": targets, **overrides},
     )
     return yaml.safe_load(text)
 
@@ -334,6 +338,15 @@ def test_scrape_config_labels_every_target_and_keeps_only_what_is_used():
         job = "tenancy_engine" if name.startswith("vllm:") else "tenancy_gateway"
         proxy = next((p.split('"')[1] for p in series.split(",") if p.startswith("proxy=")), "")
         assert kept(config, job, name, proxy), series
+
+
+def test_a_gpu_host_also_scrapes_its_gpu_exporter_and_a_cpu_host_does_not():
+    plan = tenancy_plan([A], {}, ["h1"])
+    cpu = render_prometheus_config(tenancy_scrape_targets(plan, "h1"))
+    assert "tenancy_gpu" not in [j["job_name"] for j in cpu["scrape_configs"]]
+    gpu = render_prometheus_config(tenancy_scrape_targets(plan, "h1"), monitoring_gpu_exporter=True)
+    (job,) = [j for j in gpu["scrape_configs"] if j["job_name"] == "tenancy_gpu"]
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:9401"], "labels": {"host": "h1"}}]
 
 
 def test_the_charts_series_keeps_only_growth_and_at_most_300_points():

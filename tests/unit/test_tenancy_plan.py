@@ -40,6 +40,7 @@ def test_demo_pair_plans_with_defaults():
         "edge_network": "tenancy-companyA-edge",
         "volume": "tenancy-companyA-data",
         "config_dir": "/etc/tenancy/companyA",
+        "gpu_record": "/etc/tenancy/gpu-tenants/companyA.json",
         "label": "companyA",
     }
     assert first["engine_args"][0] == "/models/tiny-qwen3"
