@@ -149,3 +149,32 @@ def test_the_monitoring_role_reads_the_records_where_the_tenant_role_writes_them
     defaults = yaml.safe_load((SCRIPT.parents[1] / "defaults" / "main.yml").read_text())
     assert defaults["monitoring_gpu_records_dir"] == GPU_RECORDS_DIR
     assert object_names("t")["gpu_record"] == f"{GPU_RECORDS_DIR}/t.json"
+
+
+def test_the_tenant_roles_record_is_what_the_exporter_reads(tmp_path):
+    """tenancy_gpu_record (what roles/tenant/tasks/gpu_record.yml writes) round-trips
+    through the exporter's load_tenants, in every GPU mode."""
+    from tenancy_gpu_record import tenancy_gpu_record
+    from tenancy_plan import tenancy_plan
+
+    for mode in ("shared", "mps", "mig"):
+        gpus = [{"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80GiB", "mode": mode}]
+        (plan,) = tenancy_plan([{"name": "a", "port": 30001, "gpu_memory": "9G"}], {}, {"h": {"tenancy_gpus": gpus}})
+        record = tenancy_gpu_record(plan, A_ID, {"a": "MIG-1234"})
+        directory = tenants_dir(tmp_path / mode, record)
+        (tenant,) = exporter.load_tenants(directory)
+        assert tenant == exporter.Tenant("a", A_ID, 0, mode, 9 * GIB, "MIG-1234" if mode == "mig" else None)
+
+
+def test_a_record_is_refused_for_what_is_not_a_gpu_tenant():
+    from ansible.errors import AnsibleFilterError
+    from tenancy_gpu_record import tenancy_gpu_record
+    from tenancy_plan import tenancy_plan
+
+    (cpu,) = tenancy_plan([{"name": "c", "port": 30001}], {}, ["h"])
+    with pytest.raises(AnsibleFilterError, match="tenant 'c' is not a GPU tenant"):
+        tenancy_gpu_record(cpu, A_ID)
+    with pytest.raises(AnsibleFilterError, match="no engine container id"):
+        tenancy_gpu_record({**cpu, "gpu": 0, "mode": "shared"}, "")
+    with pytest.raises(AnsibleFilterError, match="MIG tenant without a MIG device"):
+        tenancy_gpu_record({**cpu, "gpu": 0, "mode": "mig"}, A_ID, {})
