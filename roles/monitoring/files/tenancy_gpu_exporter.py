@@ -15,8 +15,8 @@ use each GPU and how much memory, maps every process to its container through
   tenancy_gpu_memory_unattributed_bytes{gpu}       processes that belong to no tenant
   tenancy_gpu_exporter_errors_total                scrapes NVML could not answer
 
-Standard library and pynvml (nvidia-ml-py) only; pynvml comes from the host's Python or
-the directory the nvidia_driver role installs it in (--nvml-path). Listens on the
+Standard library and pynvml (nvidia-ml-py) only; pynvml comes from --nvml-path (the
+directory the nvidia_driver role installs it in) or else this Python. Listens on the
 loopback; no tenant can reach it. Reads only: NVML, /proc/<pid>/cgroup, TENANTS_DIR.
 
 Usage: tenancy_gpu_exporter.py --listen 127.0.0.1:9401 --tenants-dir DIR [--nvml-path DIR]
@@ -189,20 +189,20 @@ def render(figures: dict[str, Any] | None, errors: int) -> str:
 
 
 def import_nvml(nvml_path: str | None) -> Any:
-    """pynvml from the host's Python, else from nvml_path (the nvidia_driver role's)."""
+    """pynvml from nvml_path (the nvidia_driver role's binding, mounted at /nvml) when it
+    is there, else from this Python."""
+    candidate = os.path.join(nvml_path, "pynvml.py") if nvml_path else ""
+    if os.path.isfile(candidate):
+        spec = importlib.util.spec_from_file_location("pynvml", candidate)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
     try:
         import pynvml
 
         return pynvml
     except ImportError:
-        pass
-    candidate = os.path.join(nvml_path, "pynvml.py") if nvml_path else ""
-    if not os.path.isfile(candidate):
-        raise SystemExit(f"tenancy_gpu_exporter: pynvml (nvidia-ml-py) is not installed, nor in {nvml_path}")
-    spec = importlib.util.spec_from_file_location("pynvml", candidate)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        raise SystemExit(f"tenancy_gpu_exporter: pynvml (nvidia-ml-py) is not in {nvml_path}, nor installed") from None
 
 
 class Exporter:
