@@ -15,18 +15,28 @@ Settings and thresholds (environment variables):
   CHAOS_TAIL_S           load after recovery (default 5)
   CHAOS_MAX_RECOVERY_S   longest acceptable time to recovery (default 120; measured 50-60 s
                          on the 2-core reference machine, see docs/benchmarks.md)
+  USAGE_MAX_ERROR        largest relative difference between the usage report and what
+                         the clients counted, per tenant and figure (default 0.01)
+  USAGE_SETTLE_S         wait before the report, for the last answers to be scraped
+                         (default 12: two of the monitoring role's 5 s scrapes and a margin)
 Enforced: the other tenant got only 200s, the engine came back by restart (RestartCount
 +1, not recreated) within CHAOS_MAX_RECOVERY_S, and what the gateway answered while the
 engine was down (probed every 2 s) was OpenAI-style JSON with Retry-After, not HAProxy's
 HTML page. The target's own failures during the outage are reported, not counted
-against it.
+against it. And, where the inventory turns monitoring on, the usage report
+(playbooks/tenants-usage.yml) over the run, across the kill, gives each tenant the
+requests and prompt and generated tokens the clients counted from every answer's usage
+field, within USAGE_MAX_ERROR (#16).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import tempfile
 import time
+from pathlib import Path
 from typing import ClassVar
 
 import docker
@@ -36,14 +46,42 @@ from engine import container_state
 from locust import constant_throughput, events
 from openai_user import INVENTORY, TenantUser, bind, scenario_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
-from tenancy_inventory import api_key, base_url
+from tenancy_inventory import ROOT, api_key, base_url, run_ansible
+
+try:
+    import yaml
+except ImportError:  # the venv has it; a bare Locust install may not
+    yaml = None
 
 TARGET, OTHER = scenario_tenants("chaos", "CHAOS_TENANT", None)
 KILL_AFTER_S = env_float("CHAOS_KILL_AFTER_S", 10)
 TAIL_S = env_float("CHAOS_TAIL_S", 5)
 MAX_RECOVERY_S = env_float("CHAOS_MAX_RECOVERY_S", 120)
 GIVE_UP_S = max(MAX_RECOVERY_S * 2, 300)
+USAGE_MAX_ERROR = env_float("USAGE_MAX_ERROR", 0.01)
+USAGE_SETTLE_S = env_float("USAGE_SETTLE_S", 12)
 chaos: dict[str, float | int | str] = {}
+# What the clients counted from every 200's usage field (Locust's users and the probes).
+FIGURES = ("requests", "prompt_tokens", "generation_tokens")
+counted: dict[str, dict[str, int]] = {t["name"]: dict.fromkeys(FIGURES, 0) for t in (TARGET, OTHER)}
+
+
+def count_usage(tenant: str, response) -> None:
+    try:
+        usage = response.json()["usage"]
+    except (ValueError, KeyError, TypeError):
+        return
+    row = counted[tenant]
+    row["requests"] += 1
+    row["prompt_tokens"] += int(usage["prompt_tokens"])
+    row["generation_tokens"] += int(usage.get("completion_tokens") or 0)
+
+
+@events.request.add_listener
+def on_request(name, response=None, exception=None, **_kwargs) -> None:
+    tenant = name.split(" ", 1)[0]
+    if exception is None and response is not None and response.status_code == 200 and tenant in counted:
+        count_usage(tenant, response)
 
 
 class ChatUser(TenantUser):
@@ -67,6 +105,8 @@ def chat_answers(tenant: dict, outage: bool = False) -> bool:
         if outage:
             chaos.setdefault("outage_problems", []).append(f"no answer: {type(exc).__name__}")
         return False
+    if response.status_code == 200:
+        count_usage(tenant["name"], response)
     if outage and not response.ok:
         chaos["outage_answers"] = int(chaos.get("outage_answers", 0)) + 1
         problem = outage_answer_problem(response)
@@ -119,7 +159,51 @@ def crash_and_watch(environment) -> None:
 
 @events.test_start.add_listener
 def start_chaos(environment, **_kwargs) -> None:
+    chaos["started_at"] = time.time() - 1
     gevent.spawn(crash_and_watch, environment)
+
+
+def monitoring_on() -> bool:
+    """Whether the inventory turns monitoring on (the usage report needs Prometheus)."""
+    if yaml is None:
+        return False
+    for path in sorted((ROOT / INVENTORY / "group_vars" / "all").glob("*.yml")):
+        if (yaml.safe_load(path.read_text()) or {}).get("tenancy_monitoring"):
+            return True
+    return False
+
+
+def usage_problems() -> tuple[list[str], str]:
+    """The usage report over the whole run against what the clients counted."""
+    time.sleep(USAGE_SETTLE_S)
+    end = time.time()
+    output = Path(tempfile.mkdtemp(prefix="chaos-usage-")) / "usage.json"
+    result = run_ansible(
+        "ansible-playbook",
+        "-i",
+        INVENTORY,
+        ROOT / "playbooks" / "tenants-usage.yml",
+        "-e",
+        f"since={int(end - float(chaos['started_at'])) + 1}s",
+        "-e",
+        f"end={end}",
+        "-e",
+        "output=json",
+        "-e",
+        f"usage_output={output}",
+        timeout=300,
+    )
+    if result.returncode != 0:
+        return [f"tenants-usage.yml failed: {result.stdout[-600:]}"], ""
+    rows = {row["tenant"]: row for row in json.loads(output.read_text())["rows"]}
+    problems, seen = [], []
+    for name, want in counted.items():
+        got = {figure: int(rows.get(name, {}).get(figure, 0)) for figure in FIGURES}
+        seen.append(f"{name} report {got} / clients {want}")
+        for figure in FIGURES:
+            if abs(got[figure] - want[figure]) > USAGE_MAX_ERROR * max(want[figure], 1):
+                problems.append(f"usage of {name}: {figure} {got[figure]} in the report, {want[figure]} counted")
+    return problems, "; usage across the kill: " + "; ".join(seen)
 
 
 @events.quitting.add_listener
@@ -144,6 +228,10 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         problems.append("no error answer was seen while the engine was down (nothing probed)")
     if outage_problems:
         problems.append(f"answers while the engine was down: {sorted(set(outage_problems))[:5]}")
+    usage_seen = ""
+    if monitoring_on() and "restarts_before" in chaos:
+        found, usage_seen = usage_problems()
+        problems += found
     write_tenant_csv(environment, tenant_rows(environment.stats, [TARGET["name"], OTHER["name"]]))
     enforce(
         environment,
@@ -154,5 +242,5 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         f"{TARGET['name']}: {target.num_failures} of {target.num_requests} failed during the outage; "
         f"{int(chaos.get('outage_answers', 0))} error answer(s) probed, all JSON with Retry-After "
         f"unless listed; "
-        f"{OTHER['name']}: {other.num_failures} of {other.num_requests} failed",
+        f"{OTHER['name']}: {other.num_failures} of {other.num_requests} failed{usage_seen}",
     )
