@@ -151,8 +151,9 @@ _value:
     gpu_memory_utilization: {description: vLLM fraction on a GPU, else null, type: float}
     kv_cache_bytes:
       description:
-        - The KV cache the engine gets. On a GPU (--kv-cache-memory-bytes) the quota less weights, activations
-          and graphs, and the CUDA context; null for a model the planner cannot size. On a CPU host the quota.
+        - The KV cache the engine gets. On a GPU (--kv-cache-memory-bytes) the quota less weights, the vision
+          encoder's activations, activations and graphs, and the CUDA context; null for a model the planner
+          cannot size. On a CPU host the quota.
       type: int
     engine_args: {description: Arguments after C(vllm serve), type: list}
     engine_env: {description: Environment of the engine container, type: dict}
@@ -654,7 +655,11 @@ def _engine(
     kv_cache_bytes = None
     if sizing and sizing.get("known"):
         kv_cache_bytes = (
-            tenant["gpu_memory"] - sizing["weights_bytes"] - sizing["reserve_bytes"] - sizing["context_bytes"]
+            tenant["gpu_memory"]
+            - sizing["weights_bytes"]
+            - sizing["vision_activation_bytes"]
+            - sizing["reserve_bytes"]
+            - sizing["context_bytes"]
         )
         args += ["--kv-cache-memory-bytes", str(kv_cache_bytes)]
     if gpu["mode"] == "mps":
@@ -707,6 +712,12 @@ def _check_minimum(tenant: dict[str, Any], sizing: Mapping[str, Any], on_gpu: bo
     tokens = f"max_model_len {tenant['max_model_len']}"
     if tenant["concurrency"] > 1:
         tokens += f" x concurrency {tenant['concurrency']}"
+    vision = fewer_images = ""
+    if sizing.get("vision_activation_bytes"):
+        vision = (
+            f" + vision encoder for {sizing['image_tokens']} image tokens {_gib(sizing['vision_activation_bytes'])}"
+        )
+        fewer_images = " or max_images"
     if on_gpu and quota < sizing["minimum_bytes"]:
         raise _err(
             tenant["name"],
@@ -714,9 +725,9 @@ def _check_minimum(tenant: dict[str, Any], sizing: Mapping[str, Any], on_gpu: bo
             format_bytes(tenant["gpu_memory"]),
             f"{format_bytes(quota)} is below the {_gib(sizing['minimum_bytes'])} minimum "
             f"(weights {_gib(sizing['weights_bytes'])} + KV for {tokens} = "
-            f"{_gib(sizing['kv_bytes'])} + activations and CUDA graphs {_gib(sizing['reserve_bytes'])} "
+            f"{_gib(sizing['kv_bytes'])}{vision} + activations and CUDA graphs {_gib(sizing['reserve_bytes'])} "
             f"+ CUDA context {_gib(sizing['context_bytes'])}); "
-            "raise gpu_memory, or lower max_model_len or concurrency, or quantize",
+            f"raise gpu_memory, or lower max_model_len or concurrency{fewer_images}, or quantize",
         )
     if not on_gpu and quota < sizing["kv_bytes"]:
         raise _err(

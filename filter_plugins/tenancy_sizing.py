@@ -59,9 +59,15 @@ _value:
     weights_bytes: {description: Weight memory, type: int}
     kv_bytes_per_token: {description: KV cache bytes per token, type: int}
     kv_bytes: {description: KV cache for max_model_len x concurrency tokens, type: int}
+    vision_activation_bytes:
+      description:
+        - The vision encoder's activation peak for the largest prompt's images (max_images of the largest image
+          the processor allows, within max_model_len); 0 for a text model
+      type: int
+    image_tokens: {description: The image tokens that peak is for, type: int}
     reserve_bytes: {description: Activations and CUDA graphs, type: int}
     context_bytes: {description: The engine process's CUDA context (a GPU's, outside torch's allocations), type: int}
-    minimum_bytes: {description: The sum on a GPU (weights + KV + reserve + context), type: int}
+    minimum_bytes: {description: The sum on a GPU (weights + KV + vision + reserve + context), type: int}
 """
 
 GIB = 1024**3
@@ -79,6 +85,11 @@ RESERVE_BYTES = int(0.7 * GIB)
 # allocated). 768 MiB leaves 92 MiB for the kernels vLLM loads later (attention,
 # sampler, Triton); vLLM's own figure under load is what tests/gpu checks on a full host.
 CONTEXT_BYTES = 768 * 1024**2
+
+# The largest image a Qwen3-VL processor lets through, in tokens after the patch merger:
+# its preprocessor_config.json's size.longest_edge, 16,777,216 pixels, over one merged
+# patch (2 x 16 pixels square). A prompt's images also fit its context.
+MAX_IMAGE_TOKENS_DEFAULT = 16_777_216 // (2 * 16) ** 2
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "bf16": 2, "fp16": 2}
 
@@ -120,10 +131,31 @@ QUANTIZATION_BYTES: dict[str, float | None] = {
 # without organisation, lower case, without an -Instruct/-Thinking suffix.
 # Sources: each model's config.json on the Hugging Face Hub (text_config for Qwen3-VL:
 # num_hidden_layers, num_key_value_heads, head_dim); parameter counts from the model cards.
-# "vision": the model takes images (its config.json has a vision_config).
+# "vision": the model takes images (its config.json has a vision_config); "tower": that
+# vision_config's hidden_size, intermediate_size, out_hidden_size, patch_size,
+# spatial_merge_size and the number of deepstack_visual_indexes.
+QWEN3_VL_TOWER_4B = {"hidden": 1024, "intermediate": 4096, "out": 2560, "patch": 16, "merge": 2, "deepstack": 3}
+QWEN3_VL_TOWER_8B = {"hidden": 1152, "intermediate": 4304, "out": 4096, "patch": 16, "merge": 2, "deepstack": 3}
+QWEN3_VL_TOWER_30B = {**QWEN3_VL_TOWER_8B, "out": 2048}
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
-    "qwen3-vl-4b": {"params": 4.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16", "vision": True},
-    "qwen3-vl-8b": {"params": 8.8e9, "layers": 36, "kv_heads": 8, "head_dim": 128, "dtype": "bfloat16", "vision": True},
+    "qwen3-vl-4b": {
+        "params": 4.8e9,
+        "layers": 36,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "dtype": "bfloat16",
+        "vision": True,
+        "tower": QWEN3_VL_TOWER_4B,
+    },
+    "qwen3-vl-8b": {
+        "params": 8.8e9,
+        "layers": 36,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "dtype": "bfloat16",
+        "vision": True,
+        "tower": QWEN3_VL_TOWER_8B,
+    },
     "qwen3-vl-30b-a3b": {
         "params": 31e9,
         "layers": 48,
@@ -131,6 +163,7 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
         "head_dim": 128,
         "dtype": "bfloat16",
         "vision": True,
+        "tower": QWEN3_VL_TOWER_30B,
     },
     # The demo models made by roles/images/files/model/make_tiny_model.py.
     "tiny-qwen3": {"params": 361_536, "layers": 2, "kv_heads": 2, "head_dim": 32, "dtype": "float32", "vision": False},
@@ -141,6 +174,7 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
         "head_dim": 32,
         "dtype": "float32",
         "vision": True,
+        "tower": {"hidden": 32, "intermediate": 64, "out": 64, "patch": 16, "merge": 2, "deepstack": 1},
     },
 }
 
@@ -218,6 +252,37 @@ def _stored_weight_bytes(directory: Path) -> int | None:
     return None
 
 
+def tower_from_config(vision: Any) -> dict[str, int] | None:
+    """The vision tower's sizes from a config.json's vision_config (None without one)."""
+    if not isinstance(vision, Mapping) or "hidden_size" not in vision:
+        return None
+    hidden = int(vision["hidden_size"])
+    return {
+        "hidden": hidden,
+        "intermediate": int(vision.get("intermediate_size") or 4 * hidden),
+        "out": int(vision.get("out_hidden_size") or hidden),
+        "patch": int(vision.get("patch_size") or 14),
+        "merge": int(vision.get("spatial_merge_size") or 1),
+        "deepstack": len(vision.get("deepstack_visual_indexes") or []),
+    }
+
+
+def vision_activation_bytes(tower: Mapping[str, int] | None, image_tokens: int, dtype_bytes: int) -> int:
+    """The vision encoder's activation peak for `image_tokens` image tokens (after the patch
+    merger) in one pass: the widest layer's live tensors for every patch, input, norm and
+    either q, k, v and the attention output (6 x hidden) or the MLP's two intermediate
+    tensors (2 x hidden + 2 x intermediate), plus the merged output and the deepstack
+    features kept for the language model. Flash or memory-efficient attention keeps no
+    patches x patches matrix. A floor like the rest: vLLM's start-up profile measures the
+    real peak."""
+    if not tower or image_tokens <= 0:
+        return 0
+    patches = image_tokens * tower["merge"] ** 2
+    widest = max(6 * tower["hidden"], 2 * tower["hidden"] + 2 * tower["intermediate"])
+    kept = (1 + tower["deepstack"]) * image_tokens * tower["out"]
+    return (patches * widest + kept) * dtype_bytes
+
+
 def geometry_from_config(directory: Path) -> dict[str, Any]:
     """Layers, KV heads, head_dim, dtype and parameter count from a local model."""
     config = json.loads((directory / "config.json").read_text())
@@ -232,6 +297,7 @@ def geometry_from_config(directory: Path) -> dict[str, Any]:
         "dtype": dtype,
         "params": None,
         "vision": "vision_config" in config,
+        "tower": tower_from_config(config.get("vision_config")),
         "quantization": quantization_from_config(config),
         "stored_bytes": _stored_weight_bytes(directory),
     }
@@ -301,15 +367,22 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
     per_token = geometry["layers"] * geometry["kv_heads"] * geometry["head_dim"] * 2 * dtype_bytes
     tokens = int(tenant["max_model_len"]) * int(tenant.get("concurrency") or 1)
     kv = per_token * tokens
+    # The largest prompt's images: max_images of the largest image, within the context.
+    images = tenant.get("max_images")
+    images = (1 if geometry.get("vision") else 0) if images is None else int(images)
+    image_tokens = min(images * MAX_IMAGE_TOKENS_DEFAULT, int(tenant["max_model_len"]))
+    vision = vision_activation_bytes(geometry.get("tower"), image_tokens, dtype_bytes)
     return {
         "known": True,
         "source": source,
         "weights_bytes": weights,
         "kv_bytes_per_token": per_token,
         "kv_bytes": kv,
+        "vision_activation_bytes": vision,
+        "image_tokens": image_tokens if vision else 0,
         "reserve_bytes": RESERVE_BYTES,
         "context_bytes": CONTEXT_BYTES,
-        "minimum_bytes": weights + kv + RESERVE_BYTES + CONTEXT_BYTES,
+        "minimum_bytes": weights + kv + vision + RESERVE_BYTES + CONTEXT_BYTES,
     }
 
 

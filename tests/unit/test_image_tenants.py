@@ -130,3 +130,58 @@ def test_image_tenants_bound_the_processor_cache_and_count_it_in_the_memory_limi
     # 1 GiB KV + 2 GiB engine + 2 x 0.5 GiB cache, against 1 + 2 for the text tenant.
     assert records["companyA"]["memory_limit"] == 4 * 1024**3
     assert records["companyB"]["memory_limit"] == 3 * 1024**3
+
+
+# --- the vision encoder's activation peak in the minimum ---------------------------------
+
+QWEN8 = "Qwen/Qwen3-VL-8B-Instruct"
+
+
+def sizing_of(**tenant):
+    from tenancy_sizing import tenancy_sizing
+
+    return tenancy_sizing({"model": QWEN8, "max_model_len": 4096, **tenant}, "/nonexistent")
+
+
+def test_the_vision_term_is_the_largest_prompts_images_within_the_context():
+    from tenancy_sizing import GIB, MAX_IMAGE_TOKENS_DEFAULT
+
+    assert MAX_IMAGE_TOKENS_DEFAULT == 16384  # 4096 x 4096 pixels over 32 x 32 per token
+    at_4096 = sizing_of()
+    assert at_4096["image_tokens"] == 4096
+    # 16384 patches x (2 x 1152 + 2 x 4304) + 4 x 4096 tokens x 4096 out, in bf16.
+    assert at_4096["vision_activation_bytes"] == (16384 * 10912 + 4 * 4096 * 4096) * 2
+    assert 0.4 * GIB < at_4096["vision_activation_bytes"] < 0.6 * GIB
+    largest = sizing_of(max_model_len=32768)
+    assert largest["image_tokens"] == 16384  # one image, at most the processor's largest
+    assert sizing_of(max_model_len=65536, max_images=3)["image_tokens"] == 3 * 16384
+    assert sizing_of(max_model_len=32768, max_images=3)["image_tokens"] == 32768  # within the context
+    assert sizing_of(max_images=0)["vision_activation_bytes"] == 0  # an image model served as text
+    assert sizing_of()["minimum_bytes"] - sizing_of(max_images=0)["minimum_bytes"] == at_4096["vision_activation_bytes"]
+
+
+def test_a_text_model_has_no_vision_term():
+    from tenancy_sizing import tenancy_sizing
+
+    sizing = tenancy_sizing({"model": "tiny-qwen3", "max_model_len": 512}, "/nonexistent")
+    assert (sizing["vision_activation_bytes"], sizing["image_tokens"]) == (0, 0)
+
+
+def test_the_tower_is_read_from_a_local_config_as_the_table_has_it(tmp_path):
+    """The demo's tiny Qwen3-VL: its vision_config (roles/images/files/model) gives the
+    same tower as the known-models table."""
+    from tenancy_sizing import KNOWN_MODELS, tower_from_config
+
+    vision = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "out_hidden_size": 64,
+        "deepstack_visual_indexes": [0],
+    }
+    assert tower_from_config(vision) == KNOWN_MODELS["tiny-qwen3-vl"]["tower"]
+    assert tower_from_config(None) is None
+    assert tower_from_config({"depth": 2}) is None  # too little to size: no term, not a guess

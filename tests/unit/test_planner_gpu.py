@@ -47,9 +47,11 @@ def test_quota_below_minimum_states_the_terms(tmp_path):
     message = str(excinfo.value)
     assert "tenant 'companyA': field 'gpu_memory' has invalid value '20GiB'" in message
     assert (
-        "20GiB is below the 53.8GiB minimum (weights 16.4GiB + KV for max_model_len 262144 = 36.0GiB"
-        " + activations and CUDA graphs 0.7GiB + CUDA context 0.8GiB)" in message
+        "20GiB is below the 55.7GiB minimum (weights 16.4GiB + KV for max_model_len 262144 = 36.0GiB"
+        " + vision encoder for 16384 image tokens 1.8GiB + activations and CUDA graphs 0.7GiB"
+        " + CUDA context 0.8GiB)" in message
     )
+    assert "or lower max_model_len or concurrency or max_images, or quantize" in message
 
 
 def test_six_bf16_qwen3_vl_8b_do_not_fit_one_a100(tmp_path):
@@ -277,11 +279,19 @@ def test_unplaced_mig_tenants_really_fit_nowhere(tmp_path_factory, quota_gib):
 
 
 def test_a_gpu_tenant_gets_an_absolute_kv_budget_of_what_its_quota_leaves(tmp_path):
-    """--kv-cache-memory-bytes = quota - weights - activations/graphs - CUDA context, so the
-    engine's footprint is its quota whatever torch reports as the GPU's total."""
+    """--kv-cache-memory-bytes = quota - weights - the vision encoder's activations -
+    activations/graphs - CUDA context, so the engine's footprint is its quota whatever
+    torch reports as the GPU's total."""
     record = plan([t("companyA", "24G", 30001, model=QWEN8, max_model_len=8192)], gpus(A100_80), tmp_path)[0]
     sizing = record["sizing"]
-    expected = 24 * GIB - sizing["weights_bytes"] - sizing["reserve_bytes"] - sizing["context_bytes"]
+    assert sizing["vision_activation_bytes"] > 0 and sizing["image_tokens"] == 8192
+    expected = (
+        24 * GIB
+        - sizing["weights_bytes"]
+        - sizing["vision_activation_bytes"]
+        - sizing["reserve_bytes"]
+        - sizing["context_bytes"]
+    )
     args = record["engine_args"]
     assert args[args.index("--kv-cache-memory-bytes") + 1] == str(expected) == str(record["kv_cache_bytes"])
     assert record["kv_cache_bytes"] >= sizing["kv_bytes"], "the budget holds max_model_len x concurrency"
