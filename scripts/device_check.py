@@ -434,7 +434,10 @@ def main() -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--budgets-gib", default="1,4", help="torch allocations to measure, in GiB")
     parser.add_argument(
-        "--quota-gib", type=float, default=24, help="a tenant's quota: the last budget is it less the context term"
+        "--quota-gib",
+        type=float,
+        default=26,
+        help="a tenant's quota (default: the sample inventory's): the last budget is it less the context term",
     )
     parser.add_argument("--no-mps", action="store_true", help="leave out the MPS check")
     args = parser.parse_args()
