@@ -17,8 +17,9 @@ Settings and thresholds (environment variables):
                          on the 2-core reference machine, see docs/benchmarks.md)
   USAGE_MAX_ERROR        largest relative difference between the usage report and what
                          the clients counted, per tenant and figure (default 0.01)
-  USAGE_SETTLE_S         wait before the report, for the last answers to be scraped
-                         (default 12: two of the monitoring role's 5 s scrapes and a margin)
+  USAGE_SETTLE_S         quiet wait before the load and before the report, so the run's
+                         window holds its own answers and all of them (default 12: two of
+                         the monitoring role's 5 s scrapes and a margin)
 Enforced: the other tenant got only 200s, the engine came back by restart (RestartCount
 +1, not recreated) within CHAOS_MAX_RECOVERY_S, and what the gateway answered while the
 engine was down (probed every 2 s) was OpenAI-style JSON with Retry-After, not HAProxy's
@@ -159,7 +160,12 @@ def crash_and_watch(environment) -> None:
 
 @events.test_start.add_listener
 def start_chaos(environment, **_kwargs) -> None:
-    chaos["started_at"] = time.time() - 1
+    if monitoring_on():
+        # The usage report counts from the last scrape before the start: wait until every
+        # answer sent before this run (an earlier scenario's) has been scraped, so none
+        # lands in this run's window. test_start runs before Locust spawns the users.
+        gevent.sleep(USAGE_SETTLE_S)
+    chaos["started_at"] = time.time()
     gevent.spawn(crash_and_watch, environment)
 
 

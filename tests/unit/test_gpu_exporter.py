@@ -178,3 +178,32 @@ def test_a_record_is_refused_for_what_is_not_a_gpu_tenant():
         tenancy_gpu_record({**cpu, "gpu": 0, "mode": "shared"}, "")
     with pytest.raises(AnsibleFilterError, match="MIG tenant without a MIG device"):
         tenancy_gpu_record({**cpu, "gpu": 0, "mode": "mig"}, A_ID, {})
+
+
+def test_a_hosts_gpu_tenants_are_its_present_tenants_with_a_gpu():
+    from ansible.errors import AnsibleFilterError
+    from tenancy_gpu_tenants import tenancy_gpu_tenants
+
+    plan = [
+        {"name": "a", "host": "g1", "state": "present", "gpu": 0},
+        {"name": "b", "host": "g1", "state": "present", "gpu": None},  # a CPU tenant
+        {"name": "c", "host": "g1", "state": "absent", "gpu": 0},  # being removed
+        {"name": "d", "host": "g2", "state": "present", "gpu": 1},  # another host
+        {"name": "e", "host": "g1", "state": "present", "gpu": 1},
+    ]
+    assert tenancy_gpu_tenants(plan, "g1") == ["a", "e"]
+    assert tenancy_gpu_tenants(plan, "nowhere") == []
+    with pytest.raises(AnsibleFilterError, match="expected a plan"):
+        tenancy_gpu_tenants({"a": 1}, "g1")
+
+
+def test_a_mig_instance_that_cannot_be_read_is_an_error_not_a_zero(tmp_path):
+    nvml = FakeNVML("a100_80gb_mig_7x1g")
+    directory = tenants_dir(
+        tmp_path / "tenants",
+        {"tenant": "m", "engine_id": A_ID, "gpu": 0, "mode": "mig", "quota_bytes": 9 * GIB, "mig_uuid": "MIG-gone"},
+    )
+    got = samples(exporter.Exporter(nvml, directory, str(tmp_path)).scrape())
+    assert not any(name.startswith('tenancy_gpu_memory_used_bytes{tenant="m"') for name in got)
+    assert got['tenancy_gpu_memory_quota_bytes{tenant="m",gpu="0",mode="mig"}'] == 9 * GIB
+    assert got["tenancy_gpu_exporter_errors_total"] == 1

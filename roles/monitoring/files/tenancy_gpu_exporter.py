@@ -13,7 +13,8 @@ use each GPU and how much memory, maps every process to its container through
   tenancy_gpu_memory_total_bytes{gpu,name}         the GPU's memory, as NVML counts it
   tenancy_gpu_memory_device_used_bytes{gpu}        all memory in use on the GPU
   tenancy_gpu_memory_unattributed_bytes{gpu}       processes that belong to no tenant
-  tenancy_gpu_exporter_errors_total                scrapes NVML could not answer
+  tenancy_gpu_exporter_errors_total                NVML reads that failed (a scrape, or one
+                                                   MIG tenant's instance)
 
 Standard library and pynvml (nvidia-ml-py) only; pynvml comes from --nvml-path (the
 directory the nvidia_driver role installs it in) or else this Python. Listens on the
@@ -96,7 +97,7 @@ def _text(value: Any) -> str:
 def collect(nvml: Any, tenants: list[Tenant], proc: str = "/proc") -> dict[str, Any]:
     """One scrape's figures from an initialised NVML-like object."""
     by_container = {t.engine_id: t for t in tenants if t.engine_id}
-    used: dict[str, int] = {t.name: 0 for t in tenants}
+    used: dict[str, int | None] = {t.name: 0 for t in tenants}
     gpus = []
     for index in range(nvml.nvmlDeviceGetCount()):
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
@@ -123,15 +124,19 @@ def collect(nvml: Any, tenants: list[Tenant], proc: str = "/proc") -> dict[str, 
             }
         )
     # A MIG tenant owns its instance: what the instance has in use is the tenant's
-    # (per-process figures inside MIG are not reported by every driver).
+    # (per-process figures inside MIG are not reported by every driver). Not yet read on
+    # a GPU in MIG mode; a failed read is counted as an error and its series left out,
+    # never reported as 0.
+    problems = []
     for tenant in tenants:
-        if tenant.mode == "mig" and tenant.mig_uuid:
+        if tenant.mode == "mig":
             try:
-                instance = nvml.nvmlDeviceGetHandleByUUID(tenant.mig_uuid)
+                instance = nvml.nvmlDeviceGetHandleByUUID(tenant.mig_uuid or "")
                 used[tenant.name] = int(nvml.nvmlDeviceGetMemoryInfo(instance).used)
-            except nvml.NVMLError:
-                used[tenant.name] = 0
-    return {"gpus": gpus, "tenants": [(t, used[t.name]) for t in tenants]}
+            except nvml.NVMLError as exc:
+                used[tenant.name] = None
+                problems.append(f"tenant {tenant.name}: MIG device {tenant.mig_uuid}: {exc}")
+    return {"gpus": gpus, "tenants": [(t, used[t.name]) for t in tenants], "problems": problems}
 
 
 def _escape(value: Any) -> str:
@@ -158,7 +163,7 @@ def render(figures: dict[str, Any] | None, errors: int) -> str:
             "tenancy_gpu_memory_used_bytes",
             "gauge",
             "GPU memory NVML charges the tenant's engine (MIG: its instance's memory in use).",
-            [(_labels(tenant=t.name, gpu=t.gpu, mode=t.mode), used) for t, used in tenants],
+            [(_labels(tenant=t.name, gpu=t.gpu, mode=t.mode), used) for t, used in tenants if used is not None],
         )
         family(
             "tenancy_gpu_memory_quota_bytes",
@@ -184,7 +189,7 @@ def render(figures: dict[str, Any] | None, errors: int) -> str:
             "GPU memory of processes that belong to no tenant's engine.",
             [(_labels(gpu=g["index"]), g["unattributed"]) for g in gpus],
         )
-    family("tenancy_gpu_exporter_errors_total", "counter", "Scrapes NVML could not answer.", [("", errors)])
+    family("tenancy_gpu_exporter_errors_total", "counter", "NVML reads that failed.", [("", errors)])
     return "\n".join(lines) + "\n"
 
 
@@ -220,6 +225,9 @@ class Exporter:
             self.errors += 1
             print(f"tenancy_gpu_exporter: NVML: {exc}", file=sys.stderr)
             figures = None
+        for problem in (figures or {}).get("problems", []):
+            self.errors += 1
+            print(f"tenancy_gpu_exporter: NVML: {problem}", file=sys.stderr)
         return render(figures, self.errors)
 
 
