@@ -648,10 +648,11 @@ def _engine(
         raise _err(tenant["name"], "gpu_memory", tenant["gpu_memory"], "is below 1% of the GPU's memory")
     args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
     # An absolute KV budget: what the quota leaves after the weights, the vision encoder's
-    # activations (image models), the activations and graphs, and the CUDA context. vLLM then sizes its KV cache to exactly that, whatever
-    # torch reports as the GPU's total and whatever other tenants use, so the tenant's
-    # footprint is its quota. (With only the fraction, vLLM multiplies it by torch's total,
-    # which is smaller than NVML's.) Unknown models keep the fraction alone.
+    # activations (image models), the activations and graphs, and the CUDA context. vLLM
+    # then sizes its KV cache to exactly that, whatever torch reports as the GPU's total
+    # and whatever other tenants use, so the tenant's footprint is its quota. (With only
+    # the fraction, vLLM multiplies it by torch's total, which is smaller than NVML's.)
+    # Unknown models keep the fraction alone.
     kv_cache_bytes = None
     if sizing and sizing.get("known"):
         kv_cache_bytes = (
