@@ -84,8 +84,13 @@ def gpu_exporter(tenants, docker_client):
     for name in HELD:
         as_gpu = {**tenants[name], "gpu": 0, "mode": "shared", "memory_bytes": QUOTA[name]}
         write_readable(RECORDS / f"{name}.json", json.dumps(tenancy_gpu_record(as_gpu, engines[name].id)))
+    # A record left by a tenant that no longer has a GPU engine here: the role removes it.
+    write_readable(
+        RECORDS / "ghost.json", json.dumps({**json.loads((RECORDS / "companyA.json").read_text()), "tenant": "ghost"})
+    )
     settings = {
         "monitoring_gpu_exporter": True,
+        "monitoring_gpu_tenants": sorted(HELD),
         "monitoring_gpu_exporter_nvidia": False,
         "monitoring_gpu_nvml_path": str(STAND_IN),
         "monitoring_gpu_records_dir": str(RECORDS),
@@ -114,7 +119,9 @@ def scrape() -> str:
 
 
 def test_the_exporter_charges_each_tenant_its_engines_memory(gpu_exporter):
+    assert sorted(p.name for p in RECORDS.iterdir()) == ["companyA.json", "companyB.json"], "ghost.json stayed"
     got = series(scrape())
+    assert not any('tenant="ghost"' in name for name in got)
     for name, held in HELD.items():
         assert got[f'tenancy_gpu_memory_used_bytes{{tenant="{name}",gpu="0",mode="shared"}}'] == held
         assert got[f'tenancy_gpu_memory_quota_bytes{{tenant="{name}",gpu="0",mode="shared"}}'] == QUOTA[name]
