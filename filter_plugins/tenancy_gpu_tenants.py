@@ -3,10 +3,12 @@ have any, and the monitoring role keeps only their records (roles/monitoring).""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import sys
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tenancy_host_tenants import tenancy_host_tenants
 
 DOCUMENTATION = r"""
 name: tenancy_gpu_tenants
@@ -15,7 +17,7 @@ version_added: "0.1.0"
 description:
   - From a plan (C(tenancy_plan) records), the names of the tenants planned on C(host),
     present, with a GPU (shared, MPS or MIG), in plan order.
-  - Anything but a list of records raises C(AnsibleFilterError).
+  - Anything but a list of records with names raises C(AnsibleFilterError) (C(tenancy_host_tenants)).
 positional: _input, host
 options:
   _input:
@@ -46,15 +48,10 @@ _value:
 
 
 def tenancy_gpu_tenants(plan: Any, host: str) -> list[str]:
-    if isinstance(plan, (str, bytes, Mapping)) or not isinstance(plan, Sequence):
-        raise AnsibleFilterError(f"tenancy_gpu_tenants: expected a plan (a list of records), got {type(plan).__name__}")
     return [
         str(record["name"])
-        for record in plan
-        if isinstance(record, Mapping)
-        and record.get("host") == host
-        and record.get("state") == "present"
-        and isinstance(record.get("gpu"), int)
+        for record in tenancy_host_tenants(plan, host)
+        if record.get("host") == host and record.get("state") == "present" and isinstance(record.get("gpu"), int)
     ]
 
 

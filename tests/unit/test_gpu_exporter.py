@@ -193,7 +193,7 @@ def test_a_hosts_gpu_tenants_are_its_present_tenants_with_a_gpu():
     ]
     assert tenancy_gpu_tenants(plan, "g1") == ["a", "e"]
     assert tenancy_gpu_tenants(plan, "nowhere") == []
-    with pytest.raises(AnsibleFilterError, match="expected a plan"):
+    with pytest.raises(AnsibleFilterError, match="not a list of records"):
         tenancy_gpu_tenants({"a": 1}, "g1")
 
 
