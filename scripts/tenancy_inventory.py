@@ -40,6 +40,31 @@ def run_ansible(
     )
 
 
+def run_usage_report(
+    inventory: str | os.PathLike[str], started: float, end: float, output: Path, chart: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """playbooks/tenants-usage.yml as JSON into `output` (and its chart into `chart`), from
+    just before `started` to `end`. The end is given, not the playbook's own "now", which
+    comes seconds later and would move the start past the first requests."""
+    extra = ["-e", f"usage_chart={chart}"] if chart is not None else []
+    return run_ansible(
+        "ansible-playbook",
+        "-i",
+        inventory,
+        ROOT / "playbooks" / "tenants-usage.yml",
+        "-e",
+        f"since={int(end - started) + 1}s",
+        "-e",
+        f"end={end}",
+        "-e",
+        "output=json",
+        "-e",
+        f"usage_output={output}",
+        *extra,
+        timeout=300,
+    )
+
+
 def role_defaults(*roles: str) -> dict:
     """The roles' defaults/main.yml merged (a later role's value wins): what a role uses
     where the inventory sets nothing."""

@@ -55,7 +55,7 @@ from engine import container_state
 from locust import constant_throughput, events
 from openai_user import INVENTORY, TenantUser, bind, scenario_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
-from tenancy_inventory import ROOT, api_key, base_url, run_ansible
+from tenancy_inventory import ROOT, api_key, base_url, run_usage_report
 
 try:
     import yaml
@@ -194,21 +194,7 @@ def usage_problems() -> tuple[list[str], str]:
     time.sleep(USAGE_SETTLE_S)
     end = time.time()
     output = Path(tempfile.mkdtemp(prefix="chaos-usage-")) / "usage.json"
-    result = run_ansible(
-        "ansible-playbook",
-        "-i",
-        INVENTORY,
-        ROOT / "playbooks" / "tenants-usage.yml",
-        "-e",
-        f"since={int(end - float(chaos['started_at'])) + 1}s",
-        "-e",
-        f"end={end}",
-        "-e",
-        "output=json",
-        "-e",
-        f"usage_output={output}",
-        timeout=300,
-    )
+    result = run_usage_report(INVENTORY, float(chaos["started_at"]), end, output)
     if result.returncode != 0:
         return [f"tenants-usage.yml failed: {result.stdout[-600:]}"], ""
     rows = {row["tenant"]: row for row in json.loads(output.read_text())["rows"]}

@@ -13,7 +13,7 @@ import pytest
 import requests
 from checks import gateway_network
 from helpers import INVENTORY
-from tenancy_inventory import ROOT, base_url, role_defaults, run_ansible
+from tenancy_inventory import base_url, role_defaults, run_usage_report
 
 PROMETHEUS = "http://127.0.0.1:9090"
 # Two of the monitoring role's scrape intervals (5 s) and a margin.
@@ -57,28 +57,9 @@ def send(tenants: dict, rounds: int, counted: dict) -> None:
 
 
 def usage_report(started: float, tmp_path) -> tuple[dict, ET.Element]:
-    """The report from just before ``started`` to now. The end is given, not the
-    playbook's own "now", which comes seconds later and would move the start past the
-    first requests."""
-    end = time.time()
+    """The report from just before ``started`` to now."""
     output, chart = tmp_path / "usage.json", tmp_path / "usage.svg"
-    result = run_ansible(
-        "ansible-playbook",
-        "-i",
-        INVENTORY,
-        ROOT / "playbooks" / "tenants-usage.yml",
-        "-e",
-        f"since={int(end - started) + 1}s",
-        "-e",
-        f"end={end}",
-        "-e",
-        "output=json",
-        "-e",
-        f"usage_output={output}",
-        "-e",
-        f"usage_chart={chart}",
-        timeout=300,
-    )
+    result = run_usage_report(INVENTORY, started, time.time(), output, chart)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "changed=0" in result.stdout
     return json.loads(output.read_text()), ET.parse(chart).getroot()
