@@ -262,17 +262,26 @@ def probe(nvml: Any, index: int, budgets: list[int], limit: int) -> dict[str, An
     return result
 
 
+EXPORTER = ROOT / "roles" / "monitoring" / "files" / "tenancy_gpu_exporter.py"
+
+
+def load_exporter() -> Any:
+    """The GPU exporter as a module (it is a role's file, not on any import path)."""
+    spec = importlib.util.spec_from_file_location("tenancy_gpu_exporter", EXPORTER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def exporter_check(nvml: Any, index: int, pid: int, quota: int) -> dict[str, Any]:
     """The GPU exporter (roles/monitoring/files/tenancy_gpu_exporter.py) on the real GPU,
     while the probe holds its last budget: the probe's pid is given a made-up container
     (a fake /proc/<pid>/cgroup) that a made-up tenant's record names. Read in this
     process, and by the exporter itself as user nobody (can an unprivileged service see
     other users' GPU memory?)."""
-    script = ROOT / "roles" / "monitoring" / "files" / "tenancy_gpu_exporter.py"
-    spec = importlib.util.spec_from_file_location("tenancy_gpu_exporter", script)
-    exporter = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = exporter
-    spec.loader.exec_module(exporter)
+    exporter = load_exporter()
+    script = EXPORTER
     work = Path(tempfile.mkdtemp(prefix="device-check-exporter-"))
     container = "d" * 64
     (work / "proc" / str(pid)).mkdir(parents=True)

@@ -16,10 +16,8 @@ sys.path.insert(0, _HERE)
 
 from fake_nvml import FakeNVML, NVMLError  # noqa: E402  (found beside this file only)
 
-_nvml = FakeNVML.__new__(FakeNVML)
 with open(os.path.join(_HERE, "stand-in.json")) as _handle:
-    _nvml.data = json.load(_handle)
-_nvml.started = False
+    _nvml = FakeNVML(data=json.load(_handle))
 
 globals().update({name: getattr(_nvml, name) for name in dir(FakeNVML) if name.startswith("nvml")})
 __all__ = ["NVMLError", *(name for name in dir(FakeNVML) if name.startswith("nvml"))]

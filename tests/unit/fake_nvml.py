@@ -33,8 +33,9 @@ class Process:
 class FakeNVML:
     NVMLError = NVMLError
 
-    def __init__(self, fixture: str) -> None:
-        self.data = json.loads((FIXTURES / f"{fixture}.json").read_text())
+    def __init__(self, fixture: str | None = None, data: dict | None = None) -> None:
+        """Replay fixtures/nvml/<fixture>.json, or `data` in the same shape."""
+        self.data = data if data is not None else json.loads((FIXTURES / f"{fixture}.json").read_text())
         self.started = False
 
     def nvmlInit(self) -> None:

@@ -123,13 +123,9 @@ def test_the_gpu_exporter_charges_a_tenant_what_nvml_charged_its_process(path, t
     probe, given a made-up tenant: the same bytes. The report also holds what the
     exporter said on the GPU itself, as root and as an unprivileged user; those must
     agree with NVML too (so its container needs no root)."""
-    import importlib.util
+    from device_check import load_exporter
 
-    script = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files" / "tenancy_gpu_exporter.py"
-    spec = importlib.util.spec_from_file_location("tenancy_gpu_exporter", script)
-    exporter = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = exporter
-    spec.loader.exec_module(exporter)
+    exporter = load_exporter()
     report = json.loads(path.read_text())
     checked = 0
     for gpu in report["gpus"]:
@@ -137,18 +133,19 @@ def test_the_gpu_exporter_charges_a_tenant_what_nvml_charged_its_process(path, t
         if "exporter" not in probe:
             continue
         held = probe["stages"][-1]["nvml_process_bytes"]
-        nvml = FakeNVML.__new__(FakeNVML)
-        nvml.data = {
-            "gpus": [
-                {
-                    "name": gpu["name"],
-                    "uuid": "GPU-recorded",
-                    "memory_total": gpu["nvml_total_bytes"],
-                    "memory_used": held,
-                    "processes": [{"pid": probe["pid"], "used": held}],
-                }
-            ]
-        }
+        nvml = FakeNVML(
+            data={
+                "gpus": [
+                    {
+                        "name": gpu["name"],
+                        "uuid": "GPU-recorded",
+                        "memory_total": gpu["nvml_total_bytes"],
+                        "memory_used": held,
+                        "processes": [{"pid": probe["pid"], "used": held}],
+                    }
+                ]
+            }
+        )
         container = "d" * 64
         (tmp_path / str(probe["pid"])).mkdir()
         (tmp_path / str(probe["pid"]) / "cgroup").write_text(f"0::/system.slice/docker-{container}.scope\n")

@@ -3,22 +3,18 @@ recorded NVML answers (the FAKE in fake_nvml.py) and a fake /proc."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from device_check import EXPORTER as SCRIPT
+from device_check import load_exporter
 from fake_nvml import FakeNVML
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "files" / "tenancy_gpu_exporter.py"
-_spec = importlib.util.spec_from_file_location("tenancy_gpu_exporter", SCRIPT)
-exporter = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = exporter
-_spec.loader.exec_module(exporter)
+exporter = load_exporter()
 
 GIB = 1024**3
 A_ID = "a" * 64
