@@ -26,7 +26,9 @@ the shape's clock, except in a phase's first FLOOD_EDGE_S and last FLOOD_EDGE_S 
 (the burner or flood starting and stopping).
 
 The gate: the victim's p95 over every flood phase against its p95 over every control
-phase must stay within FLOOD_MAX_RATIO (1.25, issue #13's goal). With FLOOD_GATE=interval
+phase must stay within FLOOD_MAX_RATIO (1.25, issue #13's goal); and no kind's cycles
+alone may lie wholly above it (each kind's 90 % interval; run one kind with FLOOD_KINDS
+to measure its own ratio). With FLOOD_GATE=interval
 (the short run, CI) the run fails only when that ratio's whole 90 % interval (a block
 bootstrap over the cycles, report.p95_ratio_interval) lies above it: nine 5-second
 phases a side give a p95 that moves by +-0.2 with nothing loaded at all (1.19 measured
@@ -90,6 +92,7 @@ from report import (
     p95_ratio_interval,
     phase_p95,
     pin_load_generator,
+    ratio_gate,
     tenant_rows,
     write_samples,
     write_tenant_csv,
@@ -259,12 +262,20 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         problems.append(f"victim requests by phase {counts}: a phase is missing")
     gate = ratio("flood", "control")
     low, high = p95_ratio_interval(victim_samples, "flood", "control")
-    if GATE == "estimate" and gate > MAX_RATIO:
-        problems.append(f"victim p95 flood / control {gate:.2f} > {MAX_RATIO}")
-    if GATE == "interval" and low > MAX_RATIO:
-        problems.append(
-            f"victim p95 flood / control {gate:.2f}, 90 % interval {low:.2f}-{high:.2f}: all above {MAX_RATIO}"
-        )
+    # All the floods together by FLOOD_GATE; each kind of flood on its own (issue #13: each
+    # of 401s, 429s and connection floods leaves the victim within FLOOD_MAX_RATIO) by its
+    # interval: a third of the cycles gives an estimate that moves by +-0.2 between runs
+    # of the full length (over_limit 1.01 to 1.35), so a kind fails the run only when its
+    # whole interval is above the limit. A single kind's own ratio is measured with
+    # FLOOD_KINDS=<kind> (docs/benchmarks.md, "Front door").
+    problem = ratio_gate(victim_samples, "flood", "control", GATE, MAX_RATIO, "victim")
+    if problem:
+        problems.append(problem)
+    for kind in KINDS if len(KINDS) > 1 else []:
+        samples = [s for s in victim_samples if cycle_kind(s[0]) == kind]
+        problem = ratio_gate(samples, "flood", "control", "interval", MAX_RATIO, f"victim ({kind} floods only)")
+        if problem:
+            problems.append(problem)
     failed = sum(1 for *_, bad in victim_samples if bad)
     if failed:
         problems.append(f"{failed} victim request(s) failed")
@@ -274,7 +285,12 @@ def enforce_thresholds(environment, **_kwargs) -> None:
     if prefix:
         write_samples(f"{prefix}_victim.csv", victim_samples)
     by_kind = ", ".join(
-        f"{kind} {ratio('flood', 'control', kind):.2f} ({ratio('flood', 'solo', kind):.2f} of solo)" for kind in KINDS
+        f"{kind} {ratio('flood', 'control', kind):.2f} (90 % interval "
+        + "{:.2f}-{:.2f}".format(
+            *p95_ratio_interval([s for s in victim_samples if cycle_kind(s[0]) == kind], "flood", "control")
+        )
+        + f"; {ratio('flood', 'solo', kind):.2f} of solo)"
+        for kind in KINDS
     )
     rates: dict[str, list] = {}
     for report in loads.values():

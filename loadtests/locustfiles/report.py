@@ -108,6 +108,24 @@ def p95_ratio_interval(
     return ratios[int(tail * draws)], ratios[min(int((1 - tail) * draws), draws - 1)]
 
 
+def ratio_gate(
+    samples: list[Sample], numerator: str, denominator: str, gate: str, limit: float, label: str
+) -> str | None:
+    """One p95-ratio threshold: with gate "estimate" the ratio itself must be at most
+    `limit`; with "interval" the lower end of its 90 % interval must be (a detector of
+    clear breaks for runs too short to estimate the ratio). The problem, or None."""
+    estimate = p95_ratio(samples, numerator, denominator)
+    if gate == "estimate":
+        return f"{label} p95 {numerator} / {denominator} {estimate:.2f} > {limit}" if estimate > limit else None
+    low, high = p95_ratio_interval(samples, numerator, denominator)
+    if low > limit:
+        return (
+            f"{label} p95 {numerator} / {denominator} {estimate:.2f}, "
+            f"90 % interval {low:.2f}-{high:.2f}: all above {limit}"
+        )
+    return None
+
+
 def write_samples(path: str | Path, samples: Iterable[Sample]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -4,15 +4,21 @@ windows, on made-up observations (the live proof is tests/infra/plant_breaks.py)
 from __future__ import annotations
 
 import random
-import sys
 
 import checks
 import pytest
-from tenancy_inventory import ROOT
-
-sys.path.insert(0, str(ROOT / "loadtests" / "locustfiles"))
 import shapes
-from report import cpuset_cores, p95_ratio, p95_ratio_interval, percentile, phase_p95, read_samples, write_samples
+from report import (
+    cpuset_cores,
+    p95_ratio,
+    p95_ratio_interval,
+    percentile,
+    phase_p95,
+    ratio_gate,
+    read_samples,
+    write_samples,
+)
+from tenancy_inventory import ROOT
 from windows import window_counts
 
 TENANT = {
@@ -258,7 +264,6 @@ def test_refused_log_lines_are_capped_per_second_and_not_zero(lines, seconds, ok
 def test_flood_counts_pipelined_responses_whole():
     """loadtests/flood.py reads pipelined answers: only complete ones are counted and
     removed, a partial one waits for the rest."""
-    sys.path.insert(0, str(ROOT / "loadtests"))
     from collections import Counter
 
     from flood import statuses
@@ -286,9 +291,26 @@ def test_make_test_schedules_every_job_and_every_ci_scenario():
     assert re.search(r"run\.py --short --planted --only timed .*all$", makefile, re.M)
     assert re.search(r"run\.py --short --only untimed .*all\)$", makefile, re.M)
 
-    sys.path.insert(0, str(ROOT / "loadtests"))
     from run import SCENARIOS
 
     in_ci = [s for s in SCENARIOS if s.in_all]
     assert {s.name for s in in_ci if not s.timed} == {"rotation", "rate_limit"}, "an untimed scenario must only count"
     assert any(s.timed for s in in_ci)
+
+
+def test_ratio_gate_fails_on_the_estimate_or_on_the_whole_interval():
+    """front_door's gate, applied to all cycles and to each kind's: the full run checks
+    the ratio itself, the short one only the lower end of its 90 % interval."""
+    control = [(r, "control", float(ms), False) for r in range(1, 4) for ms in range(100, 120)]
+    mild = [(r, "flood", ms * 1.3, bad) for r, _, ms, bad in control]  # 1.3: over the estimate gate
+    clear = [(r, "flood", ms * 2.0, bad) for r, _, ms, bad in control]
+    assert ratio_gate(control + mild, "flood", "control", "estimate", 1.25, "victim") == (
+        "victim p95 flood / control 1.30 > 1.25"
+    )
+    assert ratio_gate(control + mild, "flood", "control", "estimate", 1.4, "victim") is None
+    problem = ratio_gate(control + clear, "flood", "control", "interval", 1.25, "victim (connect floods only)")
+    assert problem.startswith("victim (connect floods only) p95 flood / control 2.00, 90 % interval 2.00-2.00")
+    same = [(r, "flood", ms, bad) for r, _, ms, bad in control]
+    assert ratio_gate(control + same, "flood", "control", "interval", 1.25, "victim") is None
+    # A phase with no requests can never pass.
+    assert ratio_gate(control, "flood", "control", "estimate", 1.25, "victim") is not None
