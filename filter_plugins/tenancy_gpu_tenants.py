@@ -3,12 +3,9 @@ have any, and the monitoring role keeps only their records (roles/monitoring).""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tenancy_host_tenants import tenancy_host_tenants
+from ansible_collections.tenancy.core.plugins.plugin_utils.plan_records import host_tenants
 
 DOCUMENTATION = r"""
 name: tenancy_gpu_tenants
@@ -50,7 +47,7 @@ _value:
 def tenancy_gpu_tenants(plan: Any, host: str) -> list[str]:
     return [
         str(record["name"])
-        for record in tenancy_host_tenants(plan, host)
+        for record in host_tenants(plan, host)
         if record.get("host") == host and record.get("state") == "present" and isinstance(record.get("gpu"), int)
     ]
 

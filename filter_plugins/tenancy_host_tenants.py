@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tenancy_plan_diff import plan_records
+from ansible_collections.tenancy.core.plugins.plugin_utils.plan_records import host_tenants
 
 DOCUMENTATION = r"""
 name: tenancy_host_tenants
@@ -67,22 +61,7 @@ _value:
 """
 
 
-def tenancy_host_tenants(
-    plan: Any, host: str, names: Sequence[str] | None = None, mode: str | None = None
-) -> list[Mapping[str, Any]]:
-    """The plan records `host` converges (see DOCUMENTATION)."""
-    records = plan_records(plan, "tenancy_host_tenants")
-    if names is not None and (isinstance(names, (str, bytes, Mapping)) or not isinstance(names, Sequence)):
-        raise AnsibleFilterError(f"tenancy_host_tenants: names is {type(names).__name__}, not a list of tenant names")
-    wanted = None if names is None else {str(n) for n in names}
-    return [
-        record
-        for record in records
-        if record.get("state") != "unplaced"
-        and record.get("host") in (host, None)
-        and (wanted is None or record["name"] in wanted)
-        and (mode is None or (record.get("mode") == mode and record.get("state") == "present"))
-    ]
+tenancy_host_tenants = host_tenants
 
 
 class FilterModule:

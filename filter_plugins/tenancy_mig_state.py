@@ -8,16 +8,12 @@ unit-tested on sample outputs without a GPU.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tenancy_mig
+from ansible_collections.tenancy.core.plugins.plugin_utils import mig
 
 DOCUMENTATION = r"""
 name: tenancy_mig_state
@@ -147,8 +143,8 @@ def _profile_size(gpus: Mapping[int, Mapping[str, Any]], gpu: int, profile: str,
     facts = gpus.get(gpu)
     if facts is None:
         raise AnsibleFilterError(f"tenancy_mig_state: tenant {tenant!r} is planned on GPU {gpu}; NVML does not list it")
-    known = tenancy_mig.profiles(str(facts.get("name", "")), int(facts.get("memory_total", 0)))
-    match = tenancy_mig.profile_by_name(known, profile)
+    known = mig.profiles(str(facts.get("name", "")), int(facts.get("memory_total", 0)))
+    match = mig.profile_by_name(known, profile)
     if match is None:
         raise AnsibleFilterError(
             f"tenancy_mig_state: tenant {tenant!r}: profile {profile!r} is not a MIG profile of GPU {gpu} "

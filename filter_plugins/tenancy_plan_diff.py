@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.plan_records import plan_records
 
 DOCUMENTATION = r"""
 name: tenancy_plan_diff
@@ -45,17 +45,6 @@ _value:
   type: list
   elements: str
 """
-
-
-def plan_records(plan: Any, who: str, label: str = "the") -> list[Mapping[str, Any]]:
-    """The records of a plan, checked to be a list of mappings with a name; else an
-    AnsibleFilterError from filter `who` (also used by tenancy_host_tenants)."""
-    if isinstance(plan, (str, bytes, Mapping)) or not isinstance(plan, Sequence):
-        raise AnsibleFilterError(f"{who}: {label} plan is {type(plan).__name__}, not a list of records")
-    for record in plan:
-        if not isinstance(record, Mapping) or not record.get("name"):
-            raise AnsibleFilterError(f"{who}: a record of {label} plan has no name: {record!r}")
-    return list(plan)
 
 
 def _by_name(plan: Any, label: str) -> dict[str, Mapping[str, Any]]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tenancy_plan import format_bytes
+from ansible_collections.tenancy.core.plugins.plugin_utils.common import format_bytes
 
 DOCUMENTATION = r"""
 name: tenancy_plan_table

@@ -3,14 +3,10 @@ labelled with the tenant and the host (roles/monitoring)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tenancy_plan_diff import plan_records
+from ansible_collections.tenancy.core.plugins.plugin_utils.plan_records import plan_records
 
 DOCUMENTATION = r"""
 name: tenancy_scrape_targets

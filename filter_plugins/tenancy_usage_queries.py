@@ -3,13 +3,15 @@ each host's Prometheus and hands the answers to tenancy_usage."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tenancy_usage import LOOKBACK_S, USAGE_SERIES, parse_duration, parse_time
+from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
+    LOOKBACK_S,
+    USAGE_SERIES,
+    parse_duration,
+    parse_time,
+)
 
 DOCUMENTATION = r"""
 name: tenancy_usage_queries

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "filter_plugins"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collections"))
 from tenancy_plan import tenancy_plan
 
 

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SIZING_SOURCE = ROOT / "collections/ansible_collections/tenancy/core/plugins/plugin_utils/sizing.py"
 GIB = 1024**3
 # One torch process, in stages: after each it prints "<stage> <torch reserved bytes>"
 # and waits for a line on stdin while the parent reads NVML. Stages: the bare CUDA
@@ -194,13 +195,13 @@ def process_memory(nvml: Any, index: int, pid: int) -> int | None:
 
 
 def context_bytes() -> int:
-    """tenancy_sizing.CONTEXT_BYTES, read from the source: that module needs ansible-core,
+    """The planner's CONTEXT_BYTES, read from the source: its module needs ansible-core,
     which the GPU machine may lack."""
-    tree = ast.parse((ROOT / "filter_plugins" / "tenancy_sizing.py").read_text())
+    tree = ast.parse(SIZING_SOURCE.read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "CONTEXT_BYTES" for t in node.targets):
             return int(eval(compile(ast.Expression(node.value), "CONTEXT_BYTES", "eval"), {"__builtins__": {}}))
-    raise LookupError("CONTEXT_BYTES not found in filter_plugins/tenancy_sizing.py")
+    raise LookupError(f"CONTEXT_BYTES not found in {SIZING_SOURCE}")
 
 
 def device_used(nvml: Any, index: int) -> int:
@@ -460,8 +461,9 @@ def main() -> int:
     except nvml.NVMLError as exc:
         print(f"device-check: NVML cannot be read here ({exc}); nothing to record", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(ROOT / "filter_plugins"))
-    import tenancy_mig  # stdlib only: no Ansible needed on the GPU machine
+    sys.path[:0] = [str(ROOT / "filter_plugins"), str(ROOT / "collections")]
+    # stdlib only: no Ansible needed on the GPU machine
+    from ansible_collections.tenancy.core.plugins.plugin_utils import mig as tenancy_mig
 
     out = args.out
     (out / "fixtures" / "nvml").mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tenancy_plan import GPU_RESERVE_BYTES, MAX_MODEL_LEN_DEFAULTS
-from tenancy_sizing import GIB, tenancy_sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils.placement import GPU_RESERVE_BYTES
+from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import GIB, tenancy_sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils.tenant_spec import MAX_MODEL_LEN_DEFAULTS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 A100_80GB = 80 * GIB

@@ -65,8 +65,8 @@ def test_the_context_term_covers_what_a_gpu_charged_outside_torch(path):
     """The planner's CUDA context term holds the largest overhead NVML charged a torch
     process beyond torch's own reservations (context, cuBLAS, any allocation size), and
     the per-GPU reserve holds what the driver keeps out of torch's total."""
-    from tenancy_plan import GPU_RESERVE_BYTES
-    from tenancy_sizing import CONTEXT_BYTES
+    from ansible_collections.tenancy.core.plugins.plugin_utils.placement import GPU_RESERVE_BYTES
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import CONTEXT_BYTES
 
     report = json.loads(path.read_text())
     overheads = [s["overhead_bytes"] for s in stages(report) if s["overhead_bytes"] is not None]

@@ -140,7 +140,7 @@ def test_the_monitoring_role_reads_the_records_where_the_tenant_role_writes_them
     """One fact, two roles: the planner's GPU_RECORDS_DIR (the tenant role writes each
     record at its plan's names.gpu_record) is the monitoring role's default."""
     import yaml
-    from tenancy_plan import GPU_RECORDS_DIR, object_names
+    from ansible_collections.tenancy.core.plugins.plugin_utils.engine import GPU_RECORDS_DIR, object_names
 
     defaults = yaml.safe_load((SCRIPT.parents[1] / "defaults" / "main.yml").read_text())
     assert defaults["monitoring_gpu_records_dir"] == GPU_RECORDS_DIR

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 from fake_nvml import FIXTURES, FakeNVML
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "library"))
 from tenancy_gpu_facts import gather, import_nvml, nvidia_pci_devices, unreadable_message
 
 
@@ -58,9 +56,9 @@ RECORDINGS = sorted(p.stem for p in FIXTURES.glob("*.json") if p.stem != "no_dri
 def test_facts_feed_the_planner_in_every_mode(fixture, mode, tmp_path):
     """The tenancy_gpus shape that playbooks/tasks/plan.yml builds from these facts plans
     a 20 GiB tenant on the recorded GPU in each mode (MIG on paper: from the GPU's table)."""
-    from tenancy_mig import profiles
+    from ansible_collections.tenancy.core.plugins.plugin_utils.mig import profiles
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import CONTEXT_BYTES
     from tenancy_plan import tenancy_plan
-    from tenancy_sizing import CONTEXT_BYTES
 
     facts = gather(FakeNVML(fixture))["gpus"]
     gpus = [{"index": g["index"], "name": g["name"], "memory": g["memory_total"], "mode": mode} for g in facts]

@@ -7,9 +7,10 @@ import json
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from tenancy_plan import MAX_MODEL_LEN_DEFAULTS, tenancy_plan
+from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import takes_images
+from ansible_collections.tenancy.core.plugins.plugin_utils.tenant_spec import MAX_MODEL_LEN_DEFAULTS
+from tenancy_plan import tenancy_plan
 from tenancy_plan_table import tenancy_plan_table
-from tenancy_sizing import takes_images
 
 A = {"name": "companyA", "port": 30001}
 B = {"name": "companyB", "port": 30002}
@@ -138,13 +139,13 @@ QWEN8 = "Qwen/Qwen3-VL-8B-Instruct"
 
 
 def sizing_of(**tenant):
-    from tenancy_sizing import tenancy_sizing
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import tenancy_sizing
 
     return tenancy_sizing({"model": QWEN8, "max_model_len": 4096, **tenant}, "/nonexistent")
 
 
 def test_the_vision_term_is_the_largest_prompts_images_within_the_context():
-    from tenancy_sizing import GIB, MAX_IMAGE_TOKENS_DEFAULT
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import GIB, MAX_IMAGE_TOKENS_DEFAULT
 
     assert MAX_IMAGE_TOKENS_DEFAULT == 16384  # 4096 x 4096 pixels over 32 x 32 per token
     at_4096 = sizing_of()
@@ -161,7 +162,7 @@ def test_the_vision_term_is_the_largest_prompts_images_within_the_context():
 
 
 def test_a_text_model_has_no_vision_term():
-    from tenancy_sizing import tenancy_sizing
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import tenancy_sizing
 
     sizing = tenancy_sizing({"model": "tiny-qwen3", "max_model_len": 512}, "/nonexistent")
     assert (sizing["vision_activation_bytes"], sizing["image_tokens"]) == (0, 0)
@@ -170,7 +171,7 @@ def test_a_text_model_has_no_vision_term():
 def test_the_tower_is_read_from_a_local_config_as_the_table_has_it(tmp_path):
     """The demo's tiny Qwen3-VL: its vision_config (roles/images/files/model) gives the
     same tower as the known-models table."""
-    from tenancy_sizing import KNOWN_MODELS, tower_from_config
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import KNOWN_MODELS, tower_from_config
 
     vision = {
         "depth": 2,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.mig import place, profiles
 from hypothesis import given
 from hypothesis import strategies as st
-from tenancy_mig import place, profiles
 from tenancy_mig_state import parse_lci, parse_lgi, tenancy_mig_state
 
 SAMPLES = Path(__file__).parent / "fixtures" / "nvidia_smi"

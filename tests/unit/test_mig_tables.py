@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import tenancy_mig
+from ansible_collections.tenancy.core.plugins.plugin_utils import mig as tenancy_mig
 
 GIB = 1024**3
 RECORDED = sorted((Path(__file__).parent / "fixtures" / "mig").glob("*.txt"))

@@ -6,12 +6,13 @@ import itertools
 import json
 
 import pytest
-import tenancy_mig
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils import mig as tenancy_mig
+from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB
+from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import KNOWN_MODELS, tenancy_sizing
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tenancy_plan import GIB, tenancy_plan
-from tenancy_sizing import KNOWN_MODELS, tenancy_sizing
+from tenancy_plan import tenancy_plan
 
 A100_80 = {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80GiB"}
 A100_40 = {"index": 0, "name": "NVIDIA A100-SXM4-40GB", "memory": "40GiB"}
@@ -158,7 +159,7 @@ def test_smallest_profile_that_fits(tmp_path, quota, profile):
     ],
 )
 def test_profile_tables(gpu, names):
-    from tenancy_plan import parse_size
+    from ansible_collections.tenancy.core.plugins.plugin_utils.common import parse_size
 
     assert [p.name for p in tenancy_mig.profiles(gpu["name"], parse_size(gpu["memory"], "x", "memory"))] == names
 

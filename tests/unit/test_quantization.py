@@ -7,8 +7,13 @@ import json
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import (
+    GIB,
+    checkpoint_quantization,
+    quantization_from_config,
+    tenancy_sizing,
+)
 from tenancy_plan import tenancy_plan
-from tenancy_sizing import GIB, checkpoint_quantization, quantization_from_config, tenancy_sizing
 
 A = {"name": "companyA", "port": 30001}
 TEXT = {"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "hidden_size": 64}
@@ -134,8 +139,8 @@ def test_quantization_config_without_bits_is_reported_as_unknown_bits():
 def test_one_table_accepts_and_sizes_every_method():
     """Every method the planner accepts has a size, and every method sized is accepted
     (ptpc_fp8 was sized but refused; ipex and torchao accepted but not sized)."""
-    import tenancy_plan as plan_module
-    from tenancy_sizing import QUANTIZATION_BYTES
+    from ansible_collections.tenancy.core.plugins.plugin_utils import tenant_spec as plan_module
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import QUANTIZATION_BYTES
 
     assert set(QUANTIZATION_BYTES) == plan_module.QUANTIZATIONS
     assert {"ptpc_fp8", "ipex", "torchao"} <= plan_module.QUANTIZATIONS

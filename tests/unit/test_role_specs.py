@@ -34,7 +34,7 @@ def test_every_role_has_specs_and_a_readme():
 
 
 def test_lifecycle_verbs_know_every_tenant_field():
-    from tenancy_plan import FIELDS
+    from ansible_collections.tenancy.core.plugins.plugin_utils.tenant_spec import FIELDS
 
     root = Path(__file__).resolve().parents[2]
     fields = yaml.safe_load((root / "playbooks" / "vars" / "tenant_fields.yml").read_text())["tenancy_tenant_fields"]

@@ -6,17 +6,12 @@ import re
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB, format_bytes
+from ansible_collections.tenancy.core.plugins.plugin_utils.cpusets import cpu_list, parse_cpu_list
+from ansible_collections.tenancy.core.plugins.plugin_utils.tenant_spec import parse_compact
 from hypothesis import given
 from hypothesis import strategies as st
-from tenancy_plan import (
-    GIB,
-    FilterModule,
-    cpu_list,
-    format_bytes,
-    parse_compact,
-    parse_cpu_list,
-    tenancy_plan,
-)
+from tenancy_plan import FilterModule, tenancy_plan
 from tenancy_plan_table import tenancy_plan_table
 
 A = {"name": "companyA", "port": 30001}
