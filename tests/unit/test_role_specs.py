@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,21 @@ def test_lifecycle_verbs_know_every_tenant_field():
     root = Path(__file__).resolve().parents[2]
     fields = yaml.safe_load((root / "playbooks" / "vars" / "tenant_fields.yml").read_text())["tenancy_tenant_fields"]
     assert sorted(fields) == sorted(FIELDS - {"name"})
+
+
+def test_reference_lists_every_project_wide_setting_with_its_default():
+    """docs/reference.md's variables table gives each tenancy_* setting the default the
+    tenancy role (the one place they are defined) gives it."""
+    root = Path(__file__).resolve().parents[2]
+    options = yaml.safe_load((root / "roles/tenancy/meta/argument_specs.yml").read_text())["argument_specs"]["main"][
+        "options"
+    ]
+    rows = {}
+    for line in (root / "docs/reference.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`tenancy_"):
+            rows[cells[0].strip("`")] = cells[1]
+    for name, spec in options.items():
+        assert name in rows, f"docs/reference.md does not list {name}"
+        shown = json.dumps(spec["default"]) if isinstance(spec["default"], (bool, dict)) else str(spec["default"])
+        assert rows[name].startswith(f"`{shown}`"), f"{name}: reference says {rows[name]}, the tenancy role {shown}"
