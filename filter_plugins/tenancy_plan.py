@@ -131,7 +131,35 @@ _value:
   elements: dict
   contains:
     name: {description: Tenant name, type: str}
-    state: {description: present or absent, type: str}
+    port: {description: The tenant's host port (its gateway), type: int}
+    state:
+      description: present or absent; unplaced (with tenancy_allow_unplaced) for a tenant that fits no GPU
+      type: str
+    unplaced_reason: {description: Why an unplaced tenant fits nowhere (unplaced records only), type: str}
+    model_kind: {description: local (a directory under the models dir) or hub (a Hugging Face repo id), type: str}
+    model: {description: The model, as the tenant named it, type: str}
+    served_model_name: {description: The model name clients send, type: str}
+    gpu_memory: {description: The quota in bytes, as the tenant set it, type: int}
+    quantization:
+      description: vLLM's --quantization, or null (int4/int8 resolve to null against the checkpoint)
+      type: str
+    shm_size: {description: The engine's /dev/shm in bytes, type: int}
+    max_num_seqs: {description: vLLM's --max-num-seqs, type: int}
+    rpm_limit: {description: Requests a minute the gateway lets through, type: int}
+    max_body_size: {description: Largest request body the gateway accepts, in bytes, type: int}
+    bind_address: {description: Host address the tenant's port is published on, type: str}
+    pids_limit: {description: The engine container's process limit, type: int}
+    memory_limit:
+      description: The engine container's memory limit in bytes (the tenant's, or derived from its quota)
+      type: int
+    cpus: {description: Cores the tenant asked for, or null for an equal share, type: int}
+    concurrency: {description: Requests the quota is sized for at max_model_len each, type: int}
+    mig_profile: {description: The MIG profile (MIG tenants), else null, type: str}
+    mig_start: {description: The MIG instance's start slice (MIG tenants), else null, type: int}
+    mps_thread_percentage: {description: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE (MPS tenants), or null, type: int}
+    cpuset: {description: The engine's cores (CPU hosts whose core count is known), else null, type: str}
+    cpu_shared: {description: The cores are shared with another tenant (tenancy_cpu_oversubscribe), type: bool}
+    sizing: {description: The tenancy_sizing terms of the tenant's model, type: dict}
     host: {description: Inventory host the tenant runs on, type: str}
     endpoint:
       description: The tenant's OpenAI base URL as clients reach it (bind_address, or the host's address for 0.0.0.0)
@@ -157,6 +185,11 @@ _value:
     engine_args: {description: Arguments after C(vllm serve), type: list}
     engine_env: {description: Environment of the engine container, type: dict}
     names: {description: Names of the tenant's Docker objects and host paths, type: dict}
+    engine_port:
+      description: The port the engine listens on inside its container (only its gateway reaches it)
+      type: int
+    models_mount: {description: Where the engine sees the read-only models directory, type: str}
+    data_mount: {description: Where the engine sees the tenant's own (encrypted) volume, type: str}
 """
 
 
@@ -167,7 +200,7 @@ def tenancy_plan(
     overrides: Mapping[str, Any] | None = None,
     models_dir: str = "/var/lib/tenancy/models",
     allow_unplaced: bool = False,
-    models_mount: str = "/models",
+    models_mount: str = engine.MODELS_MOUNT,
     placement: str = "spread",
     cpu_oversubscribe: bool = False,
     metrics_port_offset: int = tenant_spec.METRICS_PORT_OFFSET,
@@ -251,6 +284,7 @@ def _record(
             "cpu_shared": False,
             "sizing": model_sizing,
             "names": engine.object_names(name),
+            **_mounts(models_mount),
         }
     gpu = state.placed[name]
     mig_slice = mig_slices.get(name)
@@ -265,7 +299,13 @@ def _record(
         "cpu_shared": name in shared_cores,
         "sizing": model_sizing,
         "names": engine.object_names(name),
+        **_mounts(models_mount),
     }
+
+
+def _mounts(models_mount: str) -> dict[str, Any]:
+    """Where the engine listens and what it mounts, for the roles (one place: engine.py)."""
+    return {"engine_port": engine.ENGINE_PORT, "models_mount": models_mount, "data_mount": engine.DATA_MOUNT}
 
 
 class FilterModule:

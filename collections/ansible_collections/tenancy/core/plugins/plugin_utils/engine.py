@@ -33,6 +33,11 @@ GPU_ENGINE_HOST_MEMORY_BYTES = 16 * GIB
 # Largest gpu_memory_utilization inside a MIG instance (room for the CUDA context).
 MIG_MAX_UTILIZATION = 0.95
 
+# Where every engine listens in its container (only its own gateway reaches it), and
+# where it sees the shared read-only models and its tenant's own volume. The plan record
+# carries all three (engine_port, models_mount, data_mount); the roles read them there.
+ENGINE_PORT = 8000
+MODELS_MOUNT = "/models"
 DATA_MOUNT = "/data"
 
 # The engine's metric files (PROMETHEUS_MULTIPROC_DIR): the tenant role creates it on the
@@ -100,7 +105,7 @@ def engine_settings(
         "--host",
         "0.0.0.0",
         "--port",
-        "8000",
+        str(ENGINE_PORT),
         "--max-model-len",
         str(tenant["max_model_len"]),
         "--max-num-seqs",
