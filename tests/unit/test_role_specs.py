@@ -58,3 +58,21 @@ def test_reference_lists_every_project_wide_setting_with_its_default():
         assert name in rows, f"docs/reference.md does not list {name}"
         shown = json.dumps(spec["default"]) if isinstance(spec["default"], (bool, dict)) else str(spec["default"])
         assert rows[name].startswith(f"`{shown}`"), f"{name}: reference says {rows[name]}, the tenancy role {shown}"
+
+
+def test_reference_lists_every_tenant_field_with_the_planners_default():
+    """docs/reference.md's tenant fields table has one row per field the planner knows,
+    and each plain default there is the planner's (tenant_spec.BUILTIN_DEFAULTS)."""
+    from ansible_collections.tenancy.core.plugins.plugin_utils.tenant_spec import BUILTIN_DEFAULTS, FIELDS
+
+    text = (Path(__file__).resolve().parents[2] / "docs/reference.md").read_text()
+    table = text.split("### Tenant fields", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    assert set(rows) == set(FIELDS)
+    for field, default in BUILTIN_DEFAULTS.items():
+        if isinstance(default, (str, int)) and not isinstance(default, bool):
+            assert rows[field].startswith(f"`{default}`"), f"{field}: reference says {rows[field]}, planner {default}"
