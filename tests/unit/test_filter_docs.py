@@ -26,6 +26,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_plan_table",
         "tenancy_scrape_targets",
         "tenancy_sizing",
+        "tenancy_tenants_edit",
         "tenancy_usage",
         "tenancy_usage_queries",
         "tenancy_usage_render",
