@@ -112,7 +112,7 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
 # `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed c170d96 in
-# 48.8 minutes; this machine ran 7e384d4 in 58.2 (docs/benchmarks.md, "Cold CI of 7e384d4"):
+# 48.8 minutes; this machine ran fe2aa90 in 62.4 (docs/benchmarks.md, "Cold CI of fe2aa90"):
 # 1. the fast tier: lint, unit;
 # 2. suites: every job that times nothing, two at a time in the order of their
 #    prerequisites (make -j2, below);
