@@ -284,7 +284,7 @@ def _record(
             "cpu_shared": False,
             "sizing": model_sizing,
             "names": engine.object_names(name),
-            **_mounts(models_mount),
+            **engine.mounts(models_mount),
         }
     gpu = state.placed[name]
     mig_slice = mig_slices.get(name)
@@ -299,13 +299,8 @@ def _record(
         "cpu_shared": name in shared_cores,
         "sizing": model_sizing,
         "names": engine.object_names(name),
-        **_mounts(models_mount),
+        **engine.mounts(models_mount),
     }
-
-
-def _mounts(models_mount: str) -> dict[str, Any]:
-    """Where the engine listens and what it mounts, for the roles (one place: engine.py)."""
-    return {"engine_port": engine.ENGINE_PORT, "models_mount": models_mount, "data_mount": engine.DATA_MOUNT}
 
 
 class FilterModule:

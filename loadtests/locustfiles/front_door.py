@@ -271,8 +271,8 @@ def enforce_thresholds(environment, **_kwargs) -> None:
     problem = ratio_gate(victim_samples, "flood", "control", GATE, MAX_RATIO, "victim")
     if problem:
         problems.append(problem)
-    for kind in KINDS if len(KINDS) > 1 else []:
-        samples = [s for s in victim_samples if cycle_kind(s[0]) == kind]
+    by_kind_samples = {kind: [s for s in victim_samples if cycle_kind(s[0]) == kind] for kind in KINDS}
+    for kind, samples in by_kind_samples.items() if len(KINDS) > 1 else []:
         problem = ratio_gate(samples, "flood", "control", "interval", MAX_RATIO, f"victim ({kind} floods only)")
         if problem:
             problems.append(problem)
@@ -286,9 +286,7 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         write_samples(f"{prefix}_victim.csv", victim_samples)
     by_kind = ", ".join(
         f"{kind} {ratio('flood', 'control', kind):.2f} (90 % interval "
-        + "{:.2f}-{:.2f}".format(
-            *p95_ratio_interval([s for s in victim_samples if cycle_kind(s[0]) == kind], "flood", "control")
-        )
+        + "{:.2f}-{:.2f}".format(*p95_ratio_interval(by_kind_samples[kind], "flood", "control"))
         + f"; {ratio('flood', 'solo', kind):.2f} of solo)"
         for kind in KINDS
     )

@@ -200,8 +200,10 @@ def test_mig_utilization_is_of_the_instance(tmp_path):
 
 
 def test_mig_needs_a_known_table(tmp_path):
-    with pytest.raises(AnsibleFilterError, match=r"no MIG profile table for 'NVIDIA L4'"):
+    with pytest.raises(AnsibleFilterError, match=r"no MIG profile table for 'NVIDIA L4'") as excinfo:
         plan([t("a", "5G", 30001)], gpus({"index": 0, "name": "NVIDIA L4", "memory": "24GiB", "mode": "mig"}), tmp_path)
+    # The message names every GPU that has a table (it once left out the H200's).
+    assert str(excinfo.value).endswith("known: A100-40GB, A100-80GB, H100-80GB, H200-141GB")
 
 
 def test_shared_first_then_mig_for_what_does_not_fit(tmp_path):

@@ -42,6 +42,16 @@ def test_lifecycle_verbs_know_every_tenant_field():
     assert sorted(fields) == sorted(FIELDS - {"name"})
 
 
+def table_rows(markdown: str) -> dict[str, str]:
+    """The rows of markdown tables whose first cell is `code`: that name -> the second cell."""
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
 def test_reference_lists_every_project_wide_setting_with_its_default():
     """docs/reference.md's variables table gives each tenancy_* setting the default the
     tenancy role (the one place they are defined) gives it."""
@@ -49,11 +59,7 @@ def test_reference_lists_every_project_wide_setting_with_its_default():
     options = yaml.safe_load((root / "roles/tenancy/meta/argument_specs.yml").read_text())["argument_specs"]["main"][
         "options"
     ]
-    rows = {}
-    for line in (root / "docs/reference.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and cells[0].startswith("`tenancy_"):
-            rows[cells[0].strip("`")] = cells[1]
+    rows = table_rows((root / "docs/reference.md").read_text())
     for name, spec in options.items():
         assert name in rows, f"docs/reference.md does not list {name}"
         shown = json.dumps(spec["default"]) if isinstance(spec["default"], (bool, dict)) else str(spec["default"])
@@ -67,11 +73,7 @@ def test_reference_lists_every_tenant_field_with_the_planners_default():
 
     text = (Path(__file__).resolve().parents[2] / "docs/reference.md").read_text()
     table = text.split("### Tenant fields", 1)[1].split("\n### ", 1)[0]
-    rows = {}
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and cells[0].startswith("`"):
-            rows[cells[0].strip("`")] = cells[1]
+    rows = table_rows(table)
     assert set(rows) == set(FIELDS)
     for field, default in BUILTIN_DEFAULTS.items():
         if isinstance(default, (str, int)) and not isinstance(default, bool):

@@ -51,6 +51,11 @@ VLLM_CACHE_DIR = DATA_MOUNT + "/.cache/vllm"
 ENGINE_LOGIN = "tenancy"
 
 
+def mounts(models_mount: str = MODELS_MOUNT) -> dict[str, Any]:
+    """The plan record's engine port and mount points, which the roles read."""
+    return {"engine_port": ENGINE_PORT, "models_mount": models_mount, "data_mount": DATA_MOUNT}
+
+
 def engine_user_env(cache_root: str) -> dict[str, str]:
     """What a process running as an arbitrary uid needs: the engine's uid has no passwd
     entry in the upstream vLLM image, and torch's getpass.getuser() raises

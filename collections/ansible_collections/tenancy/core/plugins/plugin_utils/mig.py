@@ -151,6 +151,11 @@ def family(gpu_name: str, memory_bytes: int) -> str | None:
     return None
 
 
+def known_tables() -> list[str]:
+    """The GPUs with a MIG table, as their keys read ("A100-40GB", ...)."""
+    return list(_TABLES)
+
+
 def profiles(gpu_name: str, memory_bytes: int) -> list[Profile]:
     """The MIG profiles of a GPU, smallest first; [] if it has no known table."""
     key = family(gpu_name, memory_bytes)

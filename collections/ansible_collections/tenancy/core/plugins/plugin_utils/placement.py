@@ -46,7 +46,7 @@ def parse_gpus(host: str, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
             if not gpu["profiles"]:
                 raise AnsibleFilterError(
                     f"tenancy_gpus of {label}: no MIG profile table for {gpu['name']!r} with "
-                    f"{format_bytes(gpu['memory_bytes'])}; known: A100 40GB/80GB, H100 80GB"
+                    f"{format_bytes(gpu['memory_bytes'])}; known: {', '.join(mig.known_tables())}"
                 )
         gpus.append(gpu)
     return gpus
