@@ -61,6 +61,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
+	$(BIN)/python scripts/gen_docs.py --check
 	$(BIN)/ansible-lint --offline
 	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml playbooks/host.yml playbooks/tenant-add.yml \
 	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml \

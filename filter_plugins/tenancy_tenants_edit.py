@@ -3,11 +3,11 @@ the new list, or an error that names the tenant, before the planner or any file 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils import tenant_spec
 
 DOCUMENTATION = r"""
 name: tenancy_tenants_edit
@@ -81,8 +81,7 @@ def tenancy_tenants_edit(
         raise AnsibleFilterError(f"tenancy_tenants_edit: the tenants list is {type(current).__name__}, not a list")
     fields = dict(fields or {})
     entries = [dict(entry) if isinstance(entry, Mapping) else entry for entry in current]
-    wanted = re.compile(f"(?i)^{re.escape(tenant)}$")
-    matches = [e for e in entries if isinstance(e, Mapping) and wanted.match(str(e.get("name", "")))]
+    matches = tenant_spec.find_tenant(entries, tenant)
     if verb == "add":
         if matches:
             raise AnsibleFilterError(
@@ -90,8 +89,7 @@ def tenancy_tenants_edit(
             )
         return [*entries, {"name": tenant, **fields}]
     if len(matches) != 1:
-        names = ", ".join(str(e.get("name")) for e in entries if isinstance(e, Mapping)) or "none"
-        raise AnsibleFilterError(f"unknown tenant {tenant}; tenants are: {names}")
+        raise AnsibleFilterError(tenant_spec.unknown_tenant(entries, tenant))
     if verb == "update" and not fields:
         known = f" (fields: {', '.join(known_fields)})" if known_fields else ""
         raise AnsibleFilterError(

@@ -13,7 +13,7 @@ def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
         "tenancy_gpu_record",
         "tenancy_gpu_tenants",
-        "tenancy_host_engines",
+        "tenancy_host_facts",
         "tenancy_host_tenants",
         "tenancy_key_commands",
         "tenancy_key_map",
@@ -26,6 +26,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_plan_table",
         "tenancy_scrape_targets",
         "tenancy_sizing",
+        "tenancy_tenant_entry",
         "tenancy_tenants_edit",
         "tenancy_usage",
         "tenancy_usage_queries",

@@ -7,7 +7,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from hypothesis import given
 from hypothesis import strategies as st
-from tenancy_host_engines import tenancy_host_engines
+from tenancy_host_facts import tenancy_host_engines, tenancy_host_facts
 from tenancy_host_tenants import tenancy_host_tenants
 from tenancy_plan import tenancy_plan
 from tenancy_plan_diff import tenancy_plan_diff
@@ -180,8 +180,44 @@ def test_host_engines_of_nothing_is_empty():
 
 @pytest.mark.parametrize("bad", ["text", {"Labels": {}}, [["not", "a", "mapping"]]])
 def test_host_engines_refuses_what_is_not_a_container_list(bad):
-    with pytest.raises(AnsibleFilterError, match="tenancy_host_engines"):
+    with pytest.raises(AnsibleFilterError, match="tenancy_host_facts"):
         tenancy_host_engines(bad)
+
+
+NVML_ANSWER = {
+    "available": True,
+    "gpus": [
+        {"index": 0, "name": "NVIDIA H200", "memory_total": 150_754_820_096, "mig_capable": True, "uuid": "GPU-x"},
+        {"index": 1, "name": "NVIDIA H200", "memory_total": 150_754_820_096, "mig_capable": True, "uuid": "GPU-y"},
+    ],
+}
+
+
+def test_host_facts_take_the_gpus_nvml_found_in_the_hosts_mode():
+    facts = tenancy_host_facts([], gpu_facts=NVML_ANSWER, gpu_mode="mps", cpus="16", address="10.0.0.5")
+    assert facts == {
+        "tenancy_tenants_running": [],
+        "tenancy_cpusets_in_use": {},
+        "tenancy_gpus": [
+            {"index": 0, "name": "NVIDIA H200", "memory": 150_754_820_096, "mig": True, "mode": "mps"},
+            {"index": 1, "name": "NVIDIA H200", "memory": 150_754_820_096, "mig": True, "mode": "mps"},
+        ],
+        "tenancy_cpus": 16,
+        "tenancy_address": "10.0.0.5",
+    }
+
+
+def test_host_facts_prefer_the_inventorys_gpus_and_plan_a_cpu_host_without_any():
+    listed = [{"index": 0, "name": "A100", "memory": "80G", "mode": "mig"}]
+    assert tenancy_host_facts(None, gpus=listed, gpu_facts=NVML_ANSWER)["tenancy_gpus"] == listed
+    assert tenancy_host_facts(None, gpus=[], gpu_facts=NVML_ANSWER)["tenancy_gpus"] == []
+    assert tenancy_host_facts(None, gpu_facts={"available": False, "reason": "no driver"})["tenancy_gpus"] == []
+    assert tenancy_host_facts(None)["tenancy_cpus"] == 0
+
+
+def test_host_facts_refuse_gpu_facts_that_are_not_a_list():
+    with pytest.raises(AnsibleFilterError, match=r"tenancy_host_facts: gpu_facts\.gpus is str"):
+        tenancy_host_facts([], gpu_facts={"gpus": "GPU 0"})
 
 
 # --- tenancy_host_tenants: what one host converges -----------------------------------

@@ -55,3 +55,30 @@ def test_an_update_without_fields_lists_the_fields_it_takes():
 def test_removing_from_an_empty_file_says_there_are_no_tenants():
     with pytest.raises(AnsibleFilterError, match="tenants are: none"):
         tenancy_tenants_edit([], "remove", "companyA")
+
+
+# --- tenancy_tenant_entry: the entry under the name the file uses ----------------------
+
+
+def test_the_entry_is_found_ignoring_case_and_keeps_the_files_spelling():
+    from tenancy_tenant_entry import tenancy_tenant_entry
+
+    tenants = [{"name": "companyA", "port": 30001}, {"name": "companyB", "port": 30002}]
+    assert tenancy_tenant_entry(tenants, "COMPANYb") == {"name": "companyB", "port": 30002}
+
+
+@pytest.mark.parametrize(
+    ("tenants", "tenant", "message"),
+    [
+        ([{"name": "companyA"}], "companyZ", "unknown tenant companyZ; tenants are: companyA"),
+        ([], "companyZ", "unknown tenant companyZ; tenants are: none"),
+        ([{"name": "companyA"}], "", "Name the tenant with -e tenant=NAME."),
+        ("companyA", "companyA", "tenancy_tenant_entry: the tenants list is str, not a list"),
+    ],
+)
+def test_an_unknown_or_missing_name_fails_naming_it(tenants, tenant, message):
+    from tenancy_tenant_entry import tenancy_tenant_entry
+
+    with pytest.raises(AnsibleFilterError) as error:
+        tenancy_tenant_entry(tenants, tenant)
+    assert str(error.value) == message

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tenancy.core.plugins.plugin_utils import sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils import schema, sizing
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import as_int, field_error, parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,30}$")
@@ -36,32 +36,11 @@ QUANTIZE_ON_LOAD = frozenset({"fp8", "bitsandbytes", "experts_int8"})
 
 STATES = ("present", "absent")
 
-# Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "state": "present",
-    "model": "tiny-qwen3",
-    "served_model_name": None,
-    "gpu_memory": "1G",
-    "quantization": None,
-    "shm_size": "1G",
-    # null: per model kind, MAX_MODEL_LEN_DEFAULTS below.
-    "max_model_len": None,
-    "max_images": None,
-    "max_num_seqs": 16,
-    "rpm_limit": 600,
-    "max_body_size": "16M",
-    "bind_address": "0.0.0.0",
-    "memory_limit": None,
-    "pids_limit": 1024,
-    "host": None,
-    "gpu": None,
-    "cpus": None,
-    "concurrency": 1,
-    "mig_profile": None,
-    "mps_thread_percentage": None,
-}
-
-FIELDS = frozenset(BUILTIN_DEFAULTS) | {"name", "port"}
+# The fields, their built-in defaults (inventory `tenancy_tenant_defaults` and then each
+# tenant override them) and the required ones: the tenant schema's.
+BUILTIN_DEFAULTS = schema.BUILTIN_DEFAULTS
+FIELDS = schema.FIELDS
+REQUIRED = schema.REQUIRED
 
 # max_model_len when a tenant does not set it, by what its model takes. An image model
 # needs room for the image's tokens on top of the text: the article's request (one
@@ -72,10 +51,21 @@ MAX_MODEL_LEN_DEFAULTS = {"text": 512, "images": 4096}
 # Images per prompt on a model that takes them, unless max_images says otherwise.
 MAX_IMAGES_DEFAULT = 1
 
-REQUIRED = ("name", "port")
-
 # A tenant's metrics port is its port plus this (tenancy_metrics_port_offset).
 METRICS_PORT_OFFSET = 10000
+
+
+def find_tenant(entries: Sequence[Any], name: str) -> list[Mapping[str, Any]]:
+    """The entries of a tenants list whose name is ``name``, ignoring case (names are
+    unique ignoring case, so at most one in a valid list)."""
+    wanted = re.compile(f"(?i)^{re.escape(name)}$")
+    return [e for e in entries if isinstance(e, Mapping) and wanted.match(str(e.get("name", "")))]
+
+
+def unknown_tenant(entries: Sequence[Any], name: str) -> str:
+    """The error for a name that is not in the tenants list."""
+    names = ", ".join(str(e.get("name")) for e in entries if isinstance(e, Mapping)) or "none"
+    return f"unknown tenant {name}; tenants are: {names}"
 
 
 def parse_compact(spec: str) -> list[dict[str, Any]]:
