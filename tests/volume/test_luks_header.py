@@ -281,3 +281,61 @@ def test_unencrypted_volume_is_announced_loudly(file_volume: Volume):
     data = file_volume.data_dir / file_volume.name
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert not (file_volume.volume_dir / f"{file_volume.name}.img").exists()
+
+
+def blkid_type(device: str) -> str:
+    return sh("blkid", "--probe", "--output", "value", "--match-tag", "TYPE", device).stdout.decode().strip()
+
+
+def test_a_given_device_that_holds_a_filesystem_is_never_formatted(tmp_path: Path, given_device: str):
+    """The role's own format step, used alone, refuses a device with a filesystem on it."""
+    assert sh("mkfs.ext4", "-q", given_device).returncode == 0
+    volume = Volume(tmp_path, "ci-luks-fs", device=given_device)
+    try:
+        result = volume.run("format")
+        said = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        assert (
+            f"tenant ci-luks-fs: field 'tenant_volume_devices' has invalid value {given_device} on host localhost: "
+            "it holds a ext4 signature, not a LUKS2 volume" in said
+        ), said[-3000:]
+        assert blkid_type(given_device) == "ext4", "the filesystem was formatted over"
+    finally:
+        volume.cleanup()
+
+
+def test_preflight_refuses_a_given_device_with_a_filesystem_before_anything_changes(
+    tmp_path: Path, given_device: str
+):
+    assert sh("mkfs.ext4", "-q", given_device).returncode == 0
+    volume = Volume(tmp_path, "ci-luks-fs", device=given_device)
+    try:
+        result = volume.run("open", tenant_volume_encryption="true")
+        said = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        assert f"tenant ci-luks-fs: field 'tenant_volume_devices' has invalid value {given_device}" in said, said[-3000:]
+        assert "Nothing was changed" in said
+        assert "luks_backing" not in result.stdout, "a volume task ran although preflight failed"
+        assert blkid_type(given_device) == "ext4"
+        assert not volume.keyfile.exists()
+    finally:
+        volume.cleanup()
+
+
+def test_preflight_refuses_plain_data_over_a_blank_given_device(tmp_path: Path, given_device: str):
+    """A given device always exists; that is not 'an encrypted volume exists'. Mounting a
+    new LUKS volume from it over the tenant's plain data would hide the data."""
+    volume = Volume(tmp_path, "ci-luks-plain", device=given_device)
+    plain = volume.data_dir / volume.name / "customer-data.txt"
+    plain.parent.mkdir(parents=True)
+    plain.write_text("plaintext that must not be hidden\n")
+    try:
+        result = volume.run("open", tenant_volume_encryption="true")
+        said = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        assert "tenant ci-luks-plain: field 'tenant_volume_encryption' has invalid value true" in said, said[-3000:]
+        assert "(1 entry) is not encrypted" in said
+        assert blkid_type(given_device) == "", "the device was formatted"
+        assert plain.read_text() == "plaintext that must not be hidden\n"
+    finally:
+        volume.cleanup()
