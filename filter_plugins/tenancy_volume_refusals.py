@@ -121,9 +121,8 @@ def tenancy_volume_refusals(
                     "what it holds. Move that data off it and clear it (wipefs -a), or name another device"
                 )
             if problem:
-                refusals.append(
-                    f"tenant {name}: field 'tenant_volume_devices' has invalid value {device} on host {host}: {problem}."
-                )
+                where = f"field 'tenant_volume_devices' has invalid value {device} on host {host}"
+                refusals.append(f"tenant {name}: {where}: {problem}.")
                 continue
         matched = int(found.get("matched") or 0)
         if matched and not is_luks:

@@ -304,16 +304,15 @@ def test_a_given_device_that_holds_a_filesystem_is_never_formatted(tmp_path: Pat
         volume.cleanup()
 
 
-def test_preflight_refuses_a_given_device_with_a_filesystem_before_anything_changes(
-    tmp_path: Path, given_device: str
-):
+def test_preflight_refuses_a_given_device_with_a_filesystem_before_anything_changes(tmp_path: Path, given_device: str):
     assert sh("mkfs.ext4", "-q", given_device).returncode == 0
     volume = Volume(tmp_path, "ci-luks-fs", device=given_device)
     try:
         result = volume.run("open", tenant_volume_encryption="true")
         said = " ".join(result.stdout.split())
         assert result.returncode != 0
-        assert f"tenant ci-luks-fs: field 'tenant_volume_devices' has invalid value {given_device}" in said, said[-3000:]
+        refused = f"tenant ci-luks-fs: field 'tenant_volume_devices' has invalid value {given_device}"
+        assert refused in said, said[-3000:]
         assert "Nothing was changed" in said
         assert "luks_backing" not in result.stdout, "a volume task ran although preflight failed"
         assert blkid_type(given_device) == "ext4"
