@@ -92,7 +92,7 @@ scenarios: venv docker ## molecule and volume-vm at once (make -j2)
 	$(MAKE) --no-print-directory -j2 --output-sync=target molecule volume-vm
 
 test-gpu: venv ## On a GPU host, after site.yml: MIG slices per tenant, NVML memory within quota (tests/gpu)
-	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v -rs tests/gpu
+	TENANCY_INVENTORY=$(INVENTORY) $(BIN)/pytest -v -rsP tests/gpu
 
 # A GPU machine with only a driver, nvidia-ml-py and PyTorch (no Docker, no vLLM, no
 # network): the system python3, no venv. See scripts/device_check.py for what it writes.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import quota_terms
 from tenancy_inventory import ROOT, api_key, base_url, load_plan, run_ansible
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
@@ -125,6 +127,39 @@ def test_only_a_mig_tenant_sees_just_its_own_memory(gpu_tenants):
             )
 
 
+# What plain `nvidia-smi` shows inside a tenant: a MIG tenant's "MIG devices" table has
+# its one instance, whose Memory-Usage total is the slice's; a shared or MPS tenant's GPU
+# row shows the whole GPU (every tenant's use in "used"). docs/reference.md says so where
+# the mode is chosen.
+MEMORY_USAGE = re.compile(r"(\d+)MiB\s*/\s*(\d+)MiB")
+
+
+def nvidia_smi_memory(engine: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(used, total) MiB of the GPU rows and of the MIG device rows nvidia-smi prints in `engine`."""
+    result = subprocess.run(["docker", "exec", engine, "nvidia-smi"], text=True, capture_output=True, check=False)
+    assert result.returncode == 0, f"nvidia-smi failed in {engine}: {result.stderr}"
+    gpu_part, _, mig_part = result.stdout.partition("MIG devices:")
+    mig_part = mig_part.split("Processes:")[0]
+    gpu_rows = [(int(u), int(t)) for u, t in MEMORY_USAGE.findall(gpu_part)]
+    # Each MIG row has two usages (memory, then BAR1); the memory one comes first.
+    mig_rows = [(int(u), int(t)) for u, t in MEMORY_USAGE.findall(mig_part)][::2]
+    return gpu_rows, mig_rows
+
+
+def test_nvidia_smi_in_a_tenant_shows_only_its_own_memory_only_with_mig(gpu_tenants):
+    for tenant in gpu_tenants:
+        gpu_rows, mig_rows = nvidia_smi_memory(tenant["names"]["engine"])
+        whole_mib = host_gpu_total_bytes(tenant["gpu"]) // 1024**2
+        if tenant["mode"] == "mig":
+            nominal_mib = int(tenant["mig_profile"].split(".")[1].removesuffix("gb")) * 10**9 // 1024**2
+            assert len(mig_rows) == 1, f"{tenant['name']} sees MIG devices {mig_rows}"
+            used, total = mig_rows[0]
+            assert total <= nominal_mib * 1.02 and used <= total, f"{tenant['name']}: {used}/{total} MiB"
+        else:
+            assert len(gpu_rows) == 1 and not mig_rows, f"{tenant['name']}: GPU rows {gpu_rows}, MIG rows {mig_rows}"
+            assert abs(gpu_rows[0][1] - whole_mib) <= whole_mib * 0.02, f"{tenant['name']} sees {gpu_rows[0]}"
+
+
 # --- memory under a saturating load ----------------------------------------------------
 LOAD_SECONDS = float(os.environ.get("GPU_LOAD_SECONDS", "60"))
 LOAD_USERS = int(os.environ.get("GPU_LOAD_USERS", "32"))
@@ -137,7 +172,8 @@ def engine_pids(engine: str) -> set[int]:
 
 
 def gpu_memory_of(pids: set[int]) -> int:
-    """What NVML charges those processes, summed over every GPU and MIG device."""
+    """What NVML charges those processes, summed over every GPU and MIG device. A driver
+    that cannot say ([N/A], as some do per process on MIG) is an error, not 0 bytes."""
     result = subprocess.run(
         ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
         text=True,
@@ -147,13 +183,16 @@ def gpu_memory_of(pids: set[int]) -> int:
     total = 0
     for line in result.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in pids and parts[1].isdigit():
-            total += int(parts[1]) * 1024**2
+        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) not in pids:
+            continue
+        if not parts[1].isdigit():
+            pytest.fail(f"nvidia-smi reports {parts[1]!r} as process {parts[0]}'s GPU memory: {line!r}")
+        total += int(parts[1]) * 1024**2
     return total
 
 
-def saturate(tenant: dict, stop: threading.Event) -> None:
-    """Long generations, as many at once as the engine takes and more."""
+def saturate(tenant: dict, stop: threading.Event, answered: dict[str, int]) -> None:
+    """Long generations, as many at once as the engine takes and more; counts the 200s."""
     url = f"{base_url(tenant)}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {api_key(INVENTORY, tenant['name'])}"}
     body = {
@@ -164,29 +203,26 @@ def saturate(tenant: dict, stop: threading.Event) -> None:
     }
     while not stop.is_set():
         try:
-            requests.post(url, json=body, headers=headers, timeout=600)
+            response = requests.post(url, json=body, headers=headers, timeout=600)
         except requests.RequestException:
             time.sleep(1)
+            continue
+        if response.status_code == 200:
+            answered[tenant["name"]] += 1
 
 
 def terms(tenant: dict) -> str:
-    sizing = tenant.get("sizing") or {}
-    if not sizing.get("known"):
-        return "model not sized by the planner: the quota is vLLM's fraction of the GPU only"
-    gib = 1024**3
-    return (
-        f"quota {tenant['memory_bytes'] / gib:.1f} GiB = weights {sizing['weights_bytes'] / gib:.1f} + activations "
-        f"and CUDA graphs {sizing['reserve_bytes'] / gib:.1f} + CUDA context {sizing['context_bytes'] / gib:.1f} + "
-        f"KV cache {(tenant.get('kv_cache_bytes') or 0) / gib:.1f} (--kv-cache-memory-bytes)"
-    )
+    """What the quota is made of, as the plan states it (sizing.quota_terms)."""
+    return quota_terms(tenant) or "model not sized by the planner: the quota is vLLM's fraction of the GPU only"
 
 
 def test_each_tenant_stays_within_its_quota_under_a_saturating_load(gpu_tenants):
     """Every GPU tenant at once, flooded with long generations for GPU_LOAD_SECONDS; the
     peak NVML memory of each engine's processes must stay within its quota."""
     stop = threading.Event()
+    answered = {t["name"]: 0 for t in gpu_tenants}
     threads = [
-        threading.Thread(target=saturate, args=(tenant, stop), daemon=True)
+        threading.Thread(target=saturate, args=(tenant, stop, answered), daemon=True)
         for tenant in gpu_tenants
         for _ in range(LOAD_USERS)
     ]
@@ -202,9 +238,14 @@ def test_each_tenant_stays_within_its_quota_under_a_saturating_load(gpu_tenants)
             time.sleep(1)
     finally:
         stop.set()
+    for thread in threads:
+        thread.join(timeout=660)
     over = []
     for tenant in gpu_tenants:
-        print(f"{tenant['name']}: peak {peaks[tenant['name']] / 1024**3:.2f} GiB under load; {terms(tenant)}")
-        if not 0 < peaks[tenant["name"]] <= tenant["memory_bytes"]:
-            over.append(f"{tenant['name']} peaked at {peaks[tenant['name']]} bytes, quota {tenant['memory_bytes']}")
+        name = tenant["name"]
+        print(f"{name}: peak {peaks[name] / 1024**3:.2f} GiB under load, {answered[name]} answers; {terms(tenant)}")
+        if not 0 < peaks[name] <= tenant["memory_bytes"]:
+            over.append(f"{name} peaked at {peaks[name]} bytes, quota {tenant['memory_bytes']}")
+        if answered[name] == 0:
+            over.append(f"{name} answered no request under load, so its peak says nothing")
     assert not over, "; ".join(over)

@@ -311,3 +311,50 @@ def test_a_duplicate_name_is_reported_even_when_the_gpu_is_full():
     tenants = [t("companyA", "30G", 30001), t("companyB", "30G", 30002), t("companyA", "30G", 30003)]
     with pytest.raises(AnsibleFilterError, match="field 'name' has invalid value 'companyA': duplicate"):
         tenancy_plan(tenants, {"model": QWEN8}, gpus(A100_40))
+
+
+# --- what a quota is made of, stated in the plan and in refusals ---------------------------
+
+
+def test_a_gpu_tenants_quota_terms_add_up_to_its_quota_and_the_plan_table_shows_them(tmp_path):
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import quota_terms
+    from tenancy_plan_table import tenancy_plan_table
+
+    (record,) = plan([t("companyA", "26G", 30001, model=QWEN8, max_model_len=8192)], gpus(A100_80), tmp_path)
+    sizing = record["sizing"]
+    parts = ("weights_bytes", "vision_activation_bytes", "reserve_bytes", "context_bytes")
+    assert sum(sizing[p] for p in parts) + record["kv_cache_bytes"] == record["memory_bytes"]
+    said = quota_terms(record)
+    assert said.startswith("quota 26.0GiB = weights 16.4GiB + vision encoder ")
+    assert said.endswith(
+        " + activations and CUDA graphs 0.7GiB + CUDA context 0.8GiB + KV cache "
+        f"{record['kv_cache_bytes'] / GIB:.1f}GiB (--kv-cache-memory-bytes)"
+    )
+    lines = tenancy_plan_table([record])
+    assert "KV CACHE" in lines[0]
+    assert f"companyA: {said}" in lines
+    assert lines[-1].startswith("Each GPU keeps 1GiB outside every quota")
+
+
+def test_a_cpu_plan_states_no_gpu_terms(tmp_path):
+    from tenancy_plan_table import tenancy_plan_table
+
+    lines = tenancy_plan_table(plan([t("a", "1G", 30001)], {"h": {"tenancy_cpus": 2}}, tmp_path))
+    assert len(lines) == 2
+
+
+def test_a_quota_that_leaves_vllm_under_one_percent_says_why_in_gib(tmp_path):
+    """The CUDA context term comes off the quota before vLLM's fraction: 1GiB on an 80GiB
+    GPU is 1.25 % of it, but only 0.25GiB (0.31 %) is left for vLLM."""
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        plan([t("a", "1G", 30001, model="unknown-local-model")], gpus(A100_80), tmp_path)
+    message = str(excinfo.value)
+    assert "tenant 'a': field 'gpu_memory' has invalid value '1GiB': less the CUDA context term 0.8GiB," in message
+    assert "1GiB leaves 0.2GiB for vLLM, under 1% of the GPU's memory" in message
+    assert "--gpu-memory-utilization (rounded down to a hundredth) must be at least 0.01; raise gpu_memory" in message
+
+
+def test_a_tenant_that_fits_no_gpu_is_told_about_the_per_gpu_reserve(tmp_path):
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        plan([t("a", "40G", 30001), t("b", "40G", 30002)], gpus(A100_80), tmp_path)
+    assert "usable 79GiB after the 1GiB per-GPU reserve" in str(excinfo.value)

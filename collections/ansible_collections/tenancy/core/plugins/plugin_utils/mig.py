@@ -74,15 +74,20 @@ _LAYOUT = (
 # Per GPU family: the NVML name marker, the nominal size in GiB (to tell 40 from 80 GB),
 # and each profile of _LAYOUT as (name, usable GiB). Usable GiB is the "Memory GiB"
 # column of `nvidia-smi mig -lgip` on that GPU (profiles with the same memory slices
-# report the same figure), not the nominal size. Sources:
-# - A100-SXM4-80GB: -lgip output quoted in a public GPU lab note (1g.10gb 9.50,
-#   1g.20gb/2g.20gb 19.50, 3g.40gb/4g.40gb 39.25, 7g.80gb 79.00), and the same figures in
-#   a second, independent -lgip listing.
-# - A100-SXM4-40GB: -lgip output used as a test fixture in a public tool (1g.5gb 4.75,
-#   2g.10gb 9.75, 3g.20gb 19.62, 7g.40gb 39.50); 1g.10gb and 4g.20gb take the figure of
-#   the profile with the same memory slices.
-# - H100 80GB HBM3: -lgip output in a public write-up (1g.10gb 9.75, 1g.20gb/2g.20gb
-#   19.62, 3g.40gb/4g.40gb 39.50, 7g.80gb 79.25).
+# report the same figure), not the nominal size. Where listings disagree (drivers
+# differ), the smallest figure wins: overstating a slice is what breaks a quota. Sources
+# (found 2026-12-01 by searching public repositories for -lgip listings; none of these
+# GPUs has been at hand, so every figure but the H200's is someone else's reading):
+# - A100-SXM4-80GB: two independent full -lgip listings (an EKS GPU-sharing write-up and
+#   a Chinese MIG set-up note, GPU 7 of an 8-GPU node) agree: 1g.10gb 9.50,
+#   1g.20gb/2g.20gb 19.50, 3g.40gb/4g.40gb 39.25, 7g.80gb 79.00.
+# - A100-SXM4-40GB: three full listings (a Kubernetes GPU-sharing blog post with the
+#   listing before and after creating instances, and two set-up notes) give 1g.5gb 4.75,
+#   1g.10gb/2g.10gb 9.75, 3g.20gb/4g.20gb 19.62, 7g.40gb 39.38; a fourth (a test fixture
+#   of a public tool) gives 39.50 for 7g.40gb, probably another driver, so 39.38.
+# - H100 80GB HBM3: -lgip in https://jbarrow.ai/field_notes/nvidia-mig/ (1g.10gb 9.75,
+#   1g.20gb/2g.20gb 19.62, 3g.40gb 39.50), and two listings in public set-up guides of an
+#   SXM5 (132 SMs) and a PCIe card (114 SMs) that agree and add 4g.40gb 39.50, 7g.80gb 79.25.
 # - H200 141GB (NVIDIA H200, driver 580.159.04): `nvidia-smi mig -lgip` read by
 #   `make device-check` on 2026-11-30 (tests/unit/fixtures/mig/H200-141GB.txt; the
 #   listing is there with MIG mode off too): 1g.18gb 16.00, 1g.35gb/2g.35gb 32.50,
@@ -99,7 +104,7 @@ _TABLES: dict[str, tuple[str, int, tuple[tuple[str, float], ...]]] = {
             ("2g.10gb", 9.75),
             ("3g.20gb", 19.62),
             ("4g.20gb", 19.62),
-            ("7g.40gb", 39.50),
+            ("7g.40gb", 39.38),
         ),
     ),
     "A100-80GB": (

@@ -302,7 +302,8 @@ def over_quota(tenant: dict[str, Any], slots: list[Slot], state: Placement, tena
         used = sum(t["gpu_memory"] for t in there)
         names = ", ".join(f"{t['name']} {format_bytes(t['gpu_memory'])}" for t in there) or "no tenants"
         lines.append(
-            f"{slot[0]} gpu {slot[1]} ({gpu['name']}, usable {format_bytes(gpu['memory_bytes'] - GPU_RESERVE_BYTES)}):"
+            f"{slot[0]} gpu {slot[1]} ({gpu['name']}, usable {format_bytes(gpu['memory_bytes'] - GPU_RESERVE_BYTES)}"
+            f" after the {format_bytes(GPU_RESERVE_BYTES)} per-GPU reserve):"
             f" {names}, {format_bytes(used)} taken"
         )
     return field_error(

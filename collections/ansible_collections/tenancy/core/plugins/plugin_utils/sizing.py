@@ -367,7 +367,14 @@ def check_minimum(
             "is below 1GiB; on a CPU host the quota is the KV cache size in whole GiB",
         )
     if on_gpu and fraction is not None and fraction < 0.01:
-        raise field_error(tenant["name"], "gpu_memory", quota, "is below 1% of the GPU's memory")
+        raise field_error(
+            tenant["name"],
+            "gpu_memory",
+            format_bytes(quota),
+            f"less the CUDA context term {gib(CONTEXT_BYTES)}, {format_bytes(quota)} leaves "
+            f"{gib(max(quota - CONTEXT_BYTES, 0))} for vLLM, under 1% of the GPU's memory, and vLLM's "
+            "--gpu-memory-utilization (rounded down to a hundredth) must be at least 0.01; raise gpu_memory",
+        )
     if not sizing["known"]:
         return
     tokens = f"max_model_len {tenant['max_model_len']}"
@@ -397,3 +404,22 @@ def check_minimum(
             f"{gib(sizing['kv_bytes'])} that {tokens} needs "
             f"({sizing['kv_bytes_per_token']} bytes per token); raise gpu_memory or lower max_model_len",
         )
+
+
+def quota_terms(record: Mapping[str, Any]) -> str | None:
+    """What a GPU tenant's quota is made of, as the plan and tests/gpu state it:
+    ``quota = weights + vision encoder + activations and CUDA graphs + CUDA context + KV
+    cache``. None for a CPU tenant, an unplaced one, or a model the planner cannot size
+    (vLLM then gets the fraction alone)."""
+    sizing = record.get("sizing") or {}
+    if record.get("gpu") is None or not sizing.get("known") or record.get("kv_cache_bytes") is None:
+        return None
+    terms = [f"weights {gib(sizing['weights_bytes'])}"]
+    if sizing.get("vision_activation_bytes"):
+        terms.append(f"vision encoder {gib(sizing['vision_activation_bytes'])}")
+    terms += [
+        f"activations and CUDA graphs {gib(sizing['reserve_bytes'])}",
+        f"CUDA context {gib(sizing['context_bytes'])}",
+        f"KV cache {gib(record['kv_cache_bytes'])} (--kv-cache-memory-bytes)",
+    ]
+    return f"quota {gib(record['memory_bytes'])} = " + " + ".join(terms)
