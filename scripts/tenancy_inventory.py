@@ -45,8 +45,9 @@ def run_usage_report(
 ) -> subprocess.CompletedProcess[str]:
     """playbooks/tenants-usage.yml as JSON into `output` (and its chart into `chart`), from
     just before `started` to `end`. The end is given, not the playbook's own "now", which
-    comes seconds later and would move the start past the first requests."""
-    extra = ["-e", f"usage_chart={chart}"] if chart is not None else []
+    comes seconds later and would move the start past the first requests. The chart goes
+    beside `output` unless `chart` says where."""
+    extra = ["-e", f"usage_chart={chart if chart is not None else Path(output).with_suffix('.svg')}"]
     return run_ansible(
         "ansible-playbook",
         "-i",
