@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.module_utils.usage_fold import CounterFold
 from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
+    CHART_SOURCE_POINTS,
     USAGE_SERIES,
 )
 
@@ -37,9 +39,11 @@ positional: _input, start, end
 options:
   _input:
     description:
-      - A list of C({column, result}), C(result) being a Prometheus range-vector answer's
-        C(data.result), or the results of a looped C(ansible.builtin.uri) call whose
-        C(item) has the C(column) and whose C(json) is Prometheus' answer.
+      - A list of the series the C(tenancy_usage_samples) module folded on each host
+        (C({column, metric, total, running})); or of C({column, result}), C(result) being a
+        Prometheus range-vector answer's C(data.result); or the results of a looped
+        C(ansible.builtin.uri) call whose C(item) has the C(column) and whose C(json) is
+        Prometheus' answer.
     type: list
     elements: dict
     required: true
@@ -72,28 +76,14 @@ _value:
 """
 
 
-def exact_increase(samples: Sequence[tuple[float, float]], start: float) -> tuple[float, list[tuple[float, float]]]:
-    """The exact increase of one counter series after ``start``, and its running total
-    at each sample after ``start``.
-
-    ``samples`` are (time, value) pairs in time order, as Prometheus stored them. The
-    value at the last sample at or before ``start`` is the baseline; a series with no
-    sample there (a tenant added, or a label value first seen, inside the range) starts
-    from 0. A value lower than the one before is a reset (the engine restarted): the
-    counter began again at 0, so the whole new value is new usage. Unlike PromQL's
-    increase(), nothing is extrapolated to the range's edges.
-    """
-    previous = 0.0
-    total = 0.0
-    running: list[tuple[float, float]] = []
-    for time, value in samples:
-        if time <= start:
-            previous = value
-            continue
-        total += value - previous if value >= previous else value
-        previous = value
-        running.append((time, total))
-    return total, running
+def exact_increase(
+    samples: Sequence[tuple[float, float]], start: float, end: float | None = None
+) -> tuple[float, list[tuple[float, float]]]:
+    """The exact increase of one counter series after ``start`` (up to ``end``), and its
+    running total where it grew (module_utils.usage_fold.CounterFold, which says how)."""
+    fold = CounterFold(start, end, CHART_SOURCE_POINTS)
+    fold.feed(samples)
+    return fold.total, fold.running
 
 
 def series_samples(result: Mapping[str, Any]) -> list[tuple[float, float]]:
@@ -131,7 +121,11 @@ def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
         for series in answer.get("result") or []:
             tenant, host = tenant_of(series.get("metric", {}))
             row = rows.setdefault((tenant, host), {"tenant": tenant, "host": host, **dict.fromkeys(USAGE_SERIES, 0)})
-            total, steps = exact_increase([(t, v) for t, v in series_samples(series) if t <= end], start)
+            if "total" in series:
+                # Folded on the host already (the tenancy_usage_samples module).
+                total, steps = float(series["total"]), [(float(t), float(v)) for t, v in series.get("running", [])]
+            else:
+                total, steps = exact_increase(series_samples(series), start, end)
             row[column] += total
             if column in ("prompt_tokens", "generation_tokens"):
                 running.setdefault(tenant, []).extend(steps_as_deltas(steps))
@@ -154,12 +148,16 @@ def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
 
 
 def _answer(entry: Any) -> Mapping[str, Any]:
-    """Either ``{column, result}``, or one result of a looped ansible.builtin.uri call
-    (``item.column``, ``json`` the Prometheus answer), as tenants-usage.yml makes them."""
+    """``{column, result}``; or one series the tenancy_usage_samples module folded on its
+    host (``{column, metric, total, running}``, as tenants-usage.yml collects them); or one
+    result of a looped ansible.builtin.uri call (``item.column``, ``json`` the Prometheus
+    answer)."""
     if not isinstance(entry, Mapping):
         raise AnsibleFilterError(f"tenancy_usage: not an answer: {entry!r}")
     if "result" in entry:
         return entry
+    if "total" in entry and "metric" in entry:
+        return {"column": entry.get("column"), "result": [entry]}
     answer = entry.get("json") or {}
     if answer.get("status") != "success":
         where = entry.get("url", "Prometheus")

@@ -47,8 +47,12 @@ _value:
   contains:
     start: {description: Start of the range, a Unix time, type: float}
     end: {description: End of the range, a Unix time, type: float}
+    lookback: {description: Seconds read before C(start) for each series' starting value, type: int}
+    series:
+      description: Usage column to series selector (for the C(tenancy_usage_samples) module, which reads in chunks).
+      type: dict
     queries:
-      description: C({column, query}) per usage column; evaluate each at C(end).
+      description: C({column, query}) per usage column, the whole range in one query each; evaluate each at C(end).
       type: list
       elements: dict
 """
@@ -61,6 +65,8 @@ def tenancy_usage_queries(since: Any, end: Any = "now", now: float | None = None
     return {
         "start": end_s - seconds,
         "end": end_s,
+        "lookback": LOOKBACK_S,
+        "series": dict(USAGE_SERIES),
         "queries": [{"column": column, "query": f"{series}[{window}s]"} for column, series in USAGE_SERIES.items()],
     }
 

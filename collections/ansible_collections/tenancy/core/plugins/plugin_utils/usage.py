@@ -27,6 +27,10 @@ USAGE_SERIES: dict[str, str] = {
 # Samples before the range's start that give each series its starting value.
 LOOKBACK_S = 300
 
+# Running-total points kept per series for the chart (CounterFold's stretches of the
+# range); the chart then merges a tenant's series into at most CHART_POINTS points.
+CHART_SOURCE_POINTS = 1000
+
 DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
