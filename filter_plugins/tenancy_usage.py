@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tenancy.core.plugins.module_utils.usage_fold import CounterFold
+from ansible_collections.tenancy.core.plugins.module_utils.usage_fold import CounterFold, change_points
 from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
     CHART_SOURCE_POINTS,
+    MARKED_COLUMNS,
+    RESTARTS_COLUMN,
     USAGE_SERIES,
 )
 
@@ -77,11 +79,14 @@ _value:
 
 
 def exact_increase(
-    samples: Sequence[tuple[float, float]], start: float, end: float | None = None
+    samples: Sequence[tuple[float, float]],
+    start: float,
+    end: float | None = None,
+    restarts: Sequence[tuple[float, float]] = (),
 ) -> tuple[float, list[tuple[float, float]]]:
     """The exact increase of one counter series after ``start`` (up to ``end``), and its
     running total where it grew (module_utils.usage_fold.CounterFold, which says how)."""
-    fold = CounterFold(start, end, CHART_SOURCE_POINTS)
+    fold = CounterFold(start, end, CHART_SOURCE_POINTS, restarts)
     fold.feed(samples)
     return fold.total, fold.running
 
@@ -114,7 +119,14 @@ def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
         raise AnsibleFilterError("tenancy_usage: expected a list of {column, host, result} answers")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     running: dict[str, list[tuple[float, float]]] = {}
-    for answer in map(_answer, results):
+    answers = [_answer(result) for result in results]
+    # The gateway workers' start times first (raw answers only; the module folds with them
+    # on the host): a reload is a reset even when the new count has passed the old one.
+    restarts: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for answer in (a for a in answers if a.get("column") == RESTARTS_COLUMN):
+        for series in answer.get("result") or []:
+            change_points(series_samples(series), restarts.setdefault(tenant_of(series.get("metric", {})), []))
+    for answer in (a for a in answers if a.get("column") != RESTARTS_COLUMN):
         column = answer.get("column")
         if column not in USAGE_SERIES:
             raise AnsibleFilterError(f"tenancy_usage: unknown column {column!r}; known: {', '.join(USAGE_SERIES)}")
@@ -125,7 +137,8 @@ def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
                 # Folded on the host already (the tenancy_usage_samples module).
                 total, steps = float(series["total"]), [(float(t), float(v)) for t, v in series.get("running", [])]
             else:
-                total, steps = exact_increase(series_samples(series), start, end)
+                marks = restarts.get((tenant, host), []) if column in MARKED_COLUMNS else []
+                total, steps = exact_increase(series_samples(series), start, end, marks)
             row[column] += total
             if column in ("prompt_tokens", "generation_tokens"):
                 running.setdefault(tenant, []).extend(steps_as_deltas(steps))

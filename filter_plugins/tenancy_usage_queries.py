@@ -8,6 +8,9 @@ from typing import Any
 
 from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
     LOOKBACK_S,
+    MARKED_COLUMNS,
+    RESTART_MARKER,
+    RESTARTS_COLUMN,
     USAGE_SERIES,
     parse_duration,
     parse_time,
@@ -51,8 +54,12 @@ _value:
     series:
       description: Usage column to series selector (for the C(tenancy_usage_samples) module, which reads in chunks).
       type: dict
+    restart_marker: {description: "The gateway worker's start time, which tells a reload (a reset)", type: str}
+    marked_columns: {description: The columns whose counters the restart marker applies to, type: list}
     queries:
-      description: C({column, query}) per usage column, the whole range in one query each; evaluate each at C(end).
+      description:
+        - C({column, query}) per usage column, the whole range in one query each, and the
+          restart marker's (column C(restarts)); evaluate each at C(end).
       type: list
       elements: dict
 """
@@ -67,7 +74,12 @@ def tenancy_usage_queries(since: Any, end: Any = "now", now: float | None = None
         "end": end_s,
         "lookback": LOOKBACK_S,
         "series": dict(USAGE_SERIES),
-        "queries": [{"column": column, "query": f"{series}[{window}s]"} for column, series in USAGE_SERIES.items()],
+        "restart_marker": RESTART_MARKER,
+        "marked_columns": sorted(MARKED_COLUMNS),
+        "queries": [
+            *({"column": column, "query": f"{series}[{window}s]"} for column, series in USAGE_SERIES.items()),
+            {"column": RESTARTS_COLUMN, "query": f"{RESTART_MARKER}[{window}s]"},
+        ],
     }
 
 

@@ -54,6 +54,18 @@ options:
     description: Seconds to wait for each answer.
     type: int
     default: 60
+  restart_marker:
+    description:
+      - Selector of a series that gives, per tenant and host, the start time of the process
+        that keeps the O(marked_columns)' counters (HAProxy's worker). A new start time is a
+        reset even when the new counter has already passed the old value; a sample from an
+        older process than one already seen is skipped.
+    type: str
+  marked_columns:
+    description: The columns folded with O(restart_marker).
+    type: list
+    elements: str
+    default: []
 author: tenancy maintainers
 """
 
@@ -89,7 +101,10 @@ from urllib.parse import urlencode  # noqa: E402  (same)
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402  (same)
 from ansible.module_utils.urls import open_url  # noqa: E402  (same)
-from ansible_collections.tenancy.core.plugins.module_utils.usage_fold import CounterFold  # noqa: E402  (same)
+from ansible_collections.tenancy.core.plugins.module_utils.usage_fold import (  # noqa: E402  (same)
+    CounterFold,
+    change_points,
+)
 
 
 def chunks(start: float, end: float, lookback: float, chunk: float) -> list[tuple[float, float]]:
@@ -102,24 +117,50 @@ def chunks(start: float, end: float, lookback: float, chunk: float) -> list[tupl
     return pieces
 
 
-def fold_usage(query, series: dict, start: float, end: float, lookback: float, chunk: float, points: int):
+def fold_usage(
+    query,
+    series: dict,
+    start: float,
+    end: float,
+    lookback: float,
+    chunk: float,
+    points: int,
+    marker: str | None = None,
+    marked: frozenset | set = frozenset(),
+):
     """Fold every series of every column; ``query(promql, at)`` returns Prometheus'
-    ``data.result`` for an instant query. Returns (series entries, queries sent)."""
-    entries, sent = [], 0
-    for column, selector in series.items():
-        folds: dict[tuple, tuple[dict, CounterFold]] = {}
-        for left, right in chunks(start, end, lookback, chunk):
+    ``data.result`` for an instant query. A ``marker`` (a process start time per tenant
+    and host) is read first; the columns in ``marked`` are folded with it, so a new
+    process is a reset however high its counter already is. Returns (entries, queries)."""
+    pieces = chunks(start, end, lookback, chunk)
+    sent = 0
+
+    def read(selector: str):
+        nonlocal sent
+        for left, right in pieces:
             # A range vector selects samples in (right - window, right]; Prometheus 2
             # also takes one exactly at the left edge, which the fold skips as seen.
-            window_ms = max(1, int(round((right - left) * 1000)))
-            result = query(f"{selector}[{window_ms}ms]", right)
+            window_ms = max(1, round((right - left) * 1000))
             sent += 1
-            for item in result:
-                labels = item.get("metric", {})
-                key = tuple(sorted(labels.items()))
-                if key not in folds:
-                    folds[key] = (labels, CounterFold(start, end, points))
-                folds[key][1].feed((float(t), float(v)) for t, v in item.get("values", []))
+            yield from query(f"{selector}[{window_ms}ms]", right)
+
+    restarts: dict[tuple, list] = {}
+    if marker and marked:
+        for item in read(marker):
+            labels = item.get("metric", {})
+            where = (labels.get("tenant"), labels.get("host"))
+            change_points(((float(t), float(v)) for t, v in item.get("values", [])), restarts.setdefault(where, []))
+    entries = []
+    for column, selector in series.items():
+        folds: dict[tuple, tuple[dict, CounterFold]] = {}
+        for item in read(selector):
+            labels = item.get("metric", {})
+            key = tuple(sorted(labels.items()))
+            if key not in folds:
+                where = (labels.get("tenant"), labels.get("host"))
+                marks = restarts.get(where, []) if column in marked else []
+                folds[key] = (labels, CounterFold(start, end, points, marks))
+            folds[key][1].feed((float(t), float(v)) for t, v in item.get("values", []))
         for labels, fold in folds.values():
             entries.append(
                 {"column": column, "metric": labels, "total": fold.total, "running": [list(p) for p in fold.running]}
@@ -138,6 +179,8 @@ def main() -> None:
             "chunk_seconds": {"type": "int", "default": 21600},
             "points": {"type": "int", "default": 1000},
             "timeout": {"type": "int", "default": 60},
+            "restart_marker": {"type": "str"},
+            "marked_columns": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -157,12 +200,12 @@ def main() -> None:
                 timeout=params["timeout"],
             )
             answer = json.loads(response.read())
-        except Exception as error:  # noqa: BLE001  (an HTTP error carries Prometheus' answer)
+        except Exception as error:
             detail = ""
             if hasattr(error, "read"):
                 try:
                     detail = json.loads(error.read()).get("error", "")
-                except Exception:  # noqa: BLE001
+                except Exception:
                     detail = ""
             module.fail_json(msg=f"usage report: {endpoint} did not answer {promql!r}: {error} {detail}".strip())
         if answer.get("status") != "success":
@@ -177,6 +220,8 @@ def main() -> None:
         params["lookback_seconds"],
         params["chunk_seconds"],
         params["points"],
+        params["restart_marker"],
+        set(params["marked_columns"]),
     )
     module.exit_json(changed=False, series=entries, queries=sent)
 

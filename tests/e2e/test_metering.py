@@ -176,3 +176,41 @@ def test_usage_report_matches_what_the_clients_counted(tenants, tmp_path):
     ns = {"svg": "http://www.w3.org/2000/svg"}
     titles = [line.find("svg:title", ns).text for line in chart.findall("svg:polyline", ns)]
     assert titles == [f"{name}: {rows[name]['tokens']:,} tokens" for name in sorted(tenants, key=str.lower)]
+
+
+def worker_start(tenant: dict) -> float:
+    found = re.search(r"^haproxy_process_start_time_seconds (\S+)$", metrics(tenant, "/metrics").text, re.M)
+    assert found, "the gateway exports no haproxy_process_start_time_seconds"
+    return float(found.group(1))
+
+
+def test_usage_report_is_exact_across_a_gateway_reload(tenants, docker_client, tmp_path):
+    """A config change reloads the gateway (HAProxy's master-worker reload, what
+    roles/tenant/tasks/gateway.yml sends): the new worker's counters begin at 0. The
+    report counts the refusals before and after it exactly; the worker's start time,
+    which Prometheus keeps for this, tells the reload apart even where the new count has
+    already passed the old one by the next scrape (tests/unit/test_metering.py)."""
+    tenant = tenants["companyA"]
+    url = f"{base_url(tenant)}/v1/chat/completions"
+    time.sleep(SETTLE_S)
+    started = time.time()
+    before = [requests.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10) for _ in range(3)]
+    time.sleep(SETTLE_S)  # scraped by the old worker
+    old_worker = worker_start(tenant)
+    gateway = docker_client.containers.get(tenant["names"]["gateway"])
+    assert gateway.exec_run(["bash", "-c", "kill -USR2 1"]).exit_code == 0
+    deadline = time.monotonic() + 30
+    while worker_start(tenant) == old_worker:
+        assert time.monotonic() < deadline, "the gateway did not reload"
+        time.sleep(0.5)
+    after = [requests.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10) for _ in range(5)]
+    assert [r.status_code for r in before + after] == [401] * 8
+    time.sleep(SETTLE_S)
+    report, _ = usage_report(started, tmp_path)
+    rows = {row["tenant"]: row for row in report["rows"]}
+    assert rows["companyA"]["unauthorized"] == 8, rows["companyA"]
+    assert rows["companyA"]["refused_4xx"] == 8
+    # Prometheus keeps the worker's start time, so the report can tell the reload.
+    query = {"query": f'count_over_time(haproxy_process_start_time_seconds{{tenant="{tenant["name"]}"}}[2m])'}
+    answer = requests.get(f"{PROMETHEUS}/api/v1/query", params=query, timeout=10).json()["data"]["result"]
+    assert answer and float(answer[0]["value"][1]) > 0

@@ -182,7 +182,20 @@ def test_the_tower_is_read_from_a_local_config_as_the_table_has_it(tmp_path):
         "spatial_merge_size": 2,
         "out_hidden_size": 64,
         "deepstack_visual_indexes": [0],
+        "num_position_embeddings": 256,
     }
-    assert tower_from_config(vision) == KNOWN_MODELS["tiny-qwen3-vl"]["tower"]
+    assert tower_from_config(vision) == {**KNOWN_MODELS["tiny-qwen3-vl"]["tower"], "channels": 3, "temporal": 2}
     assert tower_from_config(None) is None
     assert tower_from_config({"depth": 2}) is None  # too little to size: no term, not a guess
+
+
+def test_the_vision_encoders_parameters_are_counted_and_stated_apart(tmp_path):
+    """124,320: the parameters whose names hold "visual" in the demo's tiny Qwen3-VL
+    safetensors (roles/images/files/model/make_tiny_model.py), counted on 2026-12-01."""
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import KNOWN_MODELS, tenancy_sizing, tower_params
+
+    assert tower_params(KNOWN_MODELS["tiny-qwen3-vl"]["tower"]) == 124_320
+    assert tower_params({"hidden": 32}) == 0  # no depth: not a guess
+    sizing = tenancy_sizing({"model": "Qwen/Qwen3-VL-8B-Instruct", "max_model_len": 4096}, str(tmp_path))
+    assert sizing["vision_weights_bytes"] == tower_params(KNOWN_MODELS["qwen3-vl-8b"]["tower"]) * 2
+    assert 1.0 < sizing["vision_weights_bytes"] / 2**30 < 1.2

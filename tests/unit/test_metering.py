@@ -97,6 +97,39 @@ def test_a_reset_counts_the_whole_new_value():
     assert total == 12
 
 
+def test_a_gateway_reload_is_a_reset_even_when_the_new_count_passed_the_old():
+    """Planted break: without the worker's start time, 40 -> 55 reads as +15, but the new
+    worker began at 0 and answered 55 since its reload (its old worker had 40 before)."""
+    samples = [(0, 30.0), (5, 40.0), (10, 55.0), (15, 60.0)]
+    assert exact_increase(samples, start=0)[0] == 30
+    restarts = [(0, 1000.0), (10, 1007.0)]
+    assert exact_increase(samples, start=0, restarts=restarts)[0] == 10 + 55 + 5
+
+
+def test_a_scrape_answered_by_the_old_worker_after_a_reload_is_skipped():
+    """After a reload, a scrape may still reach the old worker (a kept-alive connection):
+    flipping between its count and the new worker's would count resets that are not."""
+    samples = [(0, 30.0), (5, 40.0), (10, 3.0), (15, 41.0), (20, 6.0)]
+    restarts = [(0, 1000.0), (10, 1007.0), (15, 1000.0), (20, 1007.0)]
+    assert exact_increase(samples, start=0, restarts=restarts)[0] == 10 + 3 + 3
+    # Without the marker each flip is a reset: 10 + 3 + 38 + 6.
+    assert exact_increase(samples, start=0)[0] == 57
+
+
+def test_the_report_applies_the_gateways_restarts_to_the_gateway_columns_only():
+    def answer(column, values, tenant="a"):
+        return {"column": column, "result": [{"metric": {"tenant": tenant, "host": "h"}, "values": values}]}
+
+    counter = [[0, "30"], [5, "40"], [10, "55"]]
+    restarts = [[0, "1000"], [5, "1000"], [10, "1007"]]
+    report = tenancy_usage(
+        [answer("unauthorized", counter), answer("requests", counter), answer("restarts", restarts)], 0, 10
+    )
+    (row,) = report["rows"]
+    assert row["unauthorized"] == 10 + 55  # the gateway's worker changed at 10
+    assert row["requests"] == 25  # the engine's counters survive restarts: no marker
+
+
 def test_a_series_born_inside_the_range_counts_from_zero():
     total, _ = exact_increase([(50, 4), (55, 6)], start=40)
     assert total == 6
@@ -178,7 +211,8 @@ def test_a_series_without_tenant_label_is_refused():
 def test_queries_cover_every_column_with_the_lookback():
     queries = tenancy_usage_queries("1h", "1000000", now=0)
     assert queries["start"] == 1000000 - 3600 and queries["end"] == 1000000
-    assert [q["column"] for q in queries["queries"]] == list(USAGE_SERIES)
+    assert [q["column"] for q in queries["queries"]] == [*USAGE_SERIES, "restarts"]
+    assert queries["queries"][-1]["query"] == 'haproxy_process_start_time_seconds{job="tenancy_gateway"}[3900s]'
     assert all(q["query"].endswith("[3900s]") for q in queries["queries"])
 
 

@@ -48,7 +48,8 @@ def test_quota_below_minimum_states_the_terms(tmp_path):
     message = str(excinfo.value)
     assert "tenant 'companyA': field 'gpu_memory' has invalid value '20GiB'" in message
     assert (
-        "20GiB is below the 55.7GiB minimum (weights 16.4GiB + KV for max_model_len 262144 = 36.0GiB"
+        "20GiB is below the 55.7GiB minimum (weights 16.4GiB (the vision encoder's 1.1GiB of it)"
+        " + KV for max_model_len 262144 = 36.0GiB"
         " + vision encoder for 16384 image tokens 1.8GiB + activations and CUDA graphs 0.7GiB"
         " + CUDA context 0.8GiB)" in message
     )
@@ -65,7 +66,9 @@ def test_six_bf16_qwen3_vl_8b_do_not_fit_one_a100(tmp_path):
 def test_quantization_shrinks_the_weights(tmp_path):
     bf16 = tenancy_sizing({"model": QWEN8, "max_model_len": 8192}, str(tmp_path))
     awq = tenancy_sizing({"model": QWEN8, "max_model_len": 8192, "quantization": "awq"}, str(tmp_path))
-    assert awq["weights_bytes"] * 4 == pytest.approx(bf16["weights_bytes"], rel=0.01)
+    vision = bf16["vision_weights_bytes"]
+    # The vision tower stays in bf16; the rest is 4 bits.
+    assert awq["weights_bytes"] - vision == pytest.approx((bf16["weights_bytes"] - vision) / 4, rel=0.01)
     assert awq["kv_bytes"] == bf16["kv_bytes"]
 
 
@@ -325,7 +328,9 @@ def test_a_gpu_tenants_quota_terms_add_up_to_its_quota_and_the_plan_table_shows_
     parts = ("weights_bytes", "vision_activation_bytes", "reserve_bytes", "context_bytes")
     assert sum(sizing[p] for p in parts) + record["kv_cache_bytes"] == record["memory_bytes"]
     said = quota_terms(record)
-    assert said.startswith("quota 26.0GiB = weights 16.4GiB + vision encoder ")
+    assert said.startswith(
+        "quota 26.0GiB = weights 16.4GiB (the vision encoder's 1.1GiB of it) + vision encoder activations "
+    )
     assert said.endswith(
         " + activations and CUDA graphs 0.7GiB + CUDA context 0.8GiB + KV cache "
         f"{record['kv_cache_bytes'] / GIB:.1f}GiB (--kv-cache-memory-bytes)"

@@ -4,6 +4,7 @@ read of the whole range gives, resets and chunk edges included."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 
 import pytest
@@ -92,5 +93,18 @@ def test_a_month_keeps_a_bounded_number_of_chart_points():
 def test_the_chunks_cover_the_range_and_its_lookback_without_gaps():
     pieces = chunks(100.0, 1000.0, 50.0, 300.0)
     assert pieces[0][0] == 50.0 and pieces[-1][1] == 1000.0
-    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
     assert all(right - left <= 300.0 for left, right in pieces)
+
+
+def test_the_module_folds_gateway_columns_with_the_workers_start_time_across_chunks():
+    """A reload in the second chunk whose new count passes the old by the next scrape."""
+    marker = 'haproxy_process_start_time_seconds{job="tenancy_gateway"}'
+    labels = {"tenant": "a", "host": "h"}
+    counter = [(START - 10, 30.0), (START + 5, 40.0), (START + 3605, 55.0), (START + 3610, 60.0)]
+    starts = [(START - 10, 1000.0), (START + 5, 1000.0), (START + 3605, 1007.0), (START + 3610, 1007.0)]
+    query, _ = fake_prometheus({"c": [(labels, counter)], marker: [(labels, starts)]})
+    (entry,), _ = fold_usage(query, {"unauthorized": "c"}, START, END, 300, 3600, 1000, marker, {"unauthorized"})
+    assert entry["total"] == 10 + 55 + 5
+    (unmarked,), _ = fold_usage(query, {"unauthorized": "c"}, START, END, 300, 3600, 1000)
+    assert unmarked["total"] == 30, "the planted break: without the marker the reload is missed"

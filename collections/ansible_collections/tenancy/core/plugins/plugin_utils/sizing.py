@@ -93,11 +93,30 @@ QUANTIZATION_BYTES: dict[str, float | None] = {
 # num_hidden_layers, num_key_value_heads, head_dim); parameter counts from the model cards.
 # "vision": the model takes images (its config.json has a vision_config); "tower": that
 # vision_config's hidden_size, intermediate_size, out_hidden_size, patch_size,
-# spatial_merge_size and the number of deepstack_visual_indexes.
-QWEN3_VL_TOWER_4B = {"hidden": 1024, "intermediate": 4096, "out": 2560, "patch": 16, "merge": 2, "deepstack": 3}
+# spatial_merge_size, the number of deepstack_visual_indexes, depth and
+# num_position_embeddings.
+QWEN3_VL_TOWER_4B = {
+    "hidden": 1024,
+    "intermediate": 4096,
+    "out": 2560,
+    "patch": 16,
+    "merge": 2,
+    "deepstack": 3,
+    "depth": 24,
+    "positions": 2304,
+}
 
 
-QWEN3_VL_TOWER_8B = {"hidden": 1152, "intermediate": 4304, "out": 4096, "patch": 16, "merge": 2, "deepstack": 3}
+QWEN3_VL_TOWER_8B = {
+    "hidden": 1152,
+    "intermediate": 4304,
+    "out": 4096,
+    "patch": 16,
+    "merge": 2,
+    "deepstack": 3,
+    "depth": 27,
+    "positions": 2304,
+}
 
 
 QWEN3_VL_TOWER_30B = {**QWEN3_VL_TOWER_8B, "out": 2048}
@@ -140,7 +159,16 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
         "head_dim": 32,
         "dtype": "float32",
         "vision": True,
-        "tower": {"hidden": 32, "intermediate": 64, "out": 64, "patch": 16, "merge": 2, "deepstack": 1},
+        "tower": {
+            "hidden": 32,
+            "intermediate": 64,
+            "out": 64,
+            "patch": 16,
+            "merge": 2,
+            "deepstack": 1,
+            "depth": 2,
+            "positions": 256,
+        },
     },
 }
 
@@ -230,7 +258,28 @@ def tower_from_config(vision: Any) -> dict[str, int] | None:
         "patch": int(vision.get("patch_size") or 14),
         "merge": int(vision.get("spatial_merge_size") or 1),
         "deepstack": len(vision.get("deepstack_visual_indexes") or []),
+        "depth": int(vision.get("depth") or vision.get("num_hidden_layers") or 0),
+        "positions": int(vision.get("num_position_embeddings") or 0),
+        "channels": int(vision.get("in_channels") or 3),
+        "temporal": int(vision.get("temporal_patch_size") or 2),
     }
+
+
+def tower_params(tower: Mapping[str, int] | None) -> int:
+    """The vision encoder's parameters (Qwen3-VL's layout): ``depth`` blocks (qkv, proj,
+    a two-layer MLP, two norms), the patch embedding (channels x temporal x patch^2 per
+    hidden unit), the position embedding, the patch merger and one merger per deepstack
+    layer (a norm, hidden x merge^2 squared, then to out_hidden). Exact for the demo's
+    tiny model (124,320, counted from its safetensors); 0 when the depth is unknown."""
+    if not tower or not tower.get("depth"):
+        return 0
+    h, i, out = tower["hidden"], tower["intermediate"], tower["out"]
+    merged = h * tower["merge"] ** 2
+    block = 4 * h * h + 2 * h * i + 9 * h + i
+    patch = tower.get("channels", 3) * tower.get("temporal", 2) * tower["patch"] ** 2 * h + h
+    positions = tower.get("positions", 0) * h
+    merger = merged * merged + merged + merged * out + out
+    return tower["depth"] * block + patch + positions + (merger + 2 * h) + tower["deepstack"] * (merger + 2 * merged)
 
 
 def vision_activation_bytes(tower: Mapping[str, int] | None, image_tokens: int, dtype_bytes: int) -> int:
@@ -321,15 +370,22 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
     dtype_bytes = DTYPE_BYTES.get(geometry["dtype"], 2)
     quantization = tenant.get("quantization")
     stored = geometry["quantization"]
+    # The vision encoder's weights are part of the model's: counted in weights_bytes, and
+    # stated apart. Quantized checkpoints of vision-language models keep the vision
+    # tower in the model's dtype (AWQ/GPTQ/FP8 checkpoints list it among the modules not
+    # to convert), so only the rest is sized at the quantized width.
+    vision_params = min(tower_params(geometry.get("tower")), geometry["params"] or 0)
+    vision_weights = math.ceil(vision_params * dtype_bytes)
+    rest = (geometry["params"] or 0) - vision_params
     if stored and geometry.get("stored_bytes"):
         # A pre-quantized checkpoint on disk: its weights take what its files take.
         weights = geometry["stored_bytes"]
     elif stored and stored.get("bits"):
-        weights = math.ceil((geometry["params"] or 0) * stored["bits"] / 8)
+        weights = math.ceil(rest * stored["bits"] / 8) + vision_weights
     else:
         quantized = QUANTIZATION_BYTES.get(quantization) if quantization else None
         weight_bytes_per_param = dtype_bytes if quantized is None else quantized
-        weights = math.ceil((geometry["params"] or 0) * weight_bytes_per_param)
+        weights = math.ceil(rest * weight_bytes_per_param) + vision_weights
     per_token = geometry["layers"] * geometry["kv_heads"] * geometry["head_dim"] * 2 * dtype_bytes
     tokens = int(tenant["max_model_len"]) * int(tenant.get("concurrency") or 1)
     kv = per_token * tokens
@@ -342,6 +398,7 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
         "known": True,
         "source": source,
         "weights_bytes": weights,
+        "vision_weights_bytes": vision_weights,
         "kv_bytes_per_token": per_token,
         "kv_bytes": kv,
         "vision_activation_bytes": vision,
@@ -380,7 +437,9 @@ def check_minimum(
     tokens = f"max_model_len {tenant['max_model_len']}"
     if tenant["concurrency"] > 1:
         tokens += f" x concurrency {tenant['concurrency']}"
-    vision = fewer_images = ""
+    vision = fewer_images = vision_weights = ""
+    if sizing.get("vision_weights_bytes"):
+        vision_weights = f" (the vision encoder's {gib(sizing['vision_weights_bytes'])} of it)"
     if sizing.get("vision_activation_bytes"):
         vision = f" + vision encoder for {sizing['image_tokens']} image tokens {gib(sizing['vision_activation_bytes'])}"
         fewer_images = " or max_images"
@@ -390,7 +449,7 @@ def check_minimum(
             "gpu_memory",
             format_bytes(tenant["gpu_memory"]),
             f"{format_bytes(quota)} is below the {gib(sizing['minimum_bytes'])} minimum "
-            f"(weights {gib(sizing['weights_bytes'])} + KV for {tokens} = "
+            f"(weights {gib(sizing['weights_bytes'])}{vision_weights} + KV for {tokens} = "
             f"{gib(sizing['kv_bytes'])}{vision} + activations and CUDA graphs {gib(sizing['reserve_bytes'])} "
             f"+ CUDA context {gib(sizing['context_bytes'])}); "
             f"raise gpu_memory, or lower max_model_len or concurrency{fewer_images}, or quantize",
@@ -415,8 +474,10 @@ def quota_terms(record: Mapping[str, Any]) -> str | None:
     if record.get("gpu") is None or not sizing.get("known") or record.get("kv_cache_bytes") is None:
         return None
     terms = [f"weights {gib(sizing['weights_bytes'])}"]
+    if sizing.get("vision_weights_bytes"):
+        terms[0] += f" (the vision encoder's {gib(sizing['vision_weights_bytes'])} of it)"
     if sizing.get("vision_activation_bytes"):
-        terms.append(f"vision encoder {gib(sizing['vision_activation_bytes'])}")
+        terms.append(f"vision encoder activations {gib(sizing['vision_activation_bytes'])}")
     terms += [
         f"activations and CUDA graphs {gib(sizing['reserve_bytes'])}",
         f"CUDA context {gib(sizing['context_bytes'])}",

@@ -24,6 +24,15 @@ USAGE_SERIES: dict[str, str] = {
     "rate_limited": 'haproxy_backend_http_requests_total{job="tenancy_gateway",proxy="rate_limited"}',
     "failed_5xx": 'haproxy_frontend_http_responses_total{job="tenancy_gateway",proxy="tenant",code="5xx"}',
 }
+# The gateway's counters live in its HAProxy worker and start again at 0 when a config
+# change reloads it (the engine's survive restarts: they are files on the tenant's
+# volume). The worker's start time tells a reload even when the new count has already
+# passed the old one by the next scrape; the fold uses it for these columns.
+RESTART_MARKER = 'haproxy_process_start_time_seconds{job="tenancy_gateway"}'
+MARKED_COLUMNS = frozenset(c for c, s in USAGE_SERIES.items() if 'job="tenancy_gateway"' in s)
+# The pseudo-column of the marker's answers (raw answers to tenancy_usage_queries).
+RESTARTS_COLUMN = "restarts"
+
 # Samples before the range's start that give each series its starting value.
 LOOKBACK_S = 300
 
