@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help venv docker demo deploy smoke plan usage lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
   multihost-checks suites check job-images job-volume job-vm job-e2e job-multihost job-load-untimed job-molecule \
-  test-infra test-infra-planted test-gpu bench-monitoring device-check device-pack images-export multihost \
+  test-infra test-infra-planted test-gpu bench-verbs bench-monitoring device-check device-pack images-export multihost \
   multihost-up multihost-down test-multihost multihost-stage
 
 help: ## List the targets
@@ -249,6 +249,9 @@ bench: venv docker ## Gateway overhead and converge benchmarks (results: docs/be
 	$(BIN)/python scripts/bench_gateway.py --inventory $(INVENTORY) || status=$$?; \
 	  $(BIN)/ansible-playbook -i $(INVENTORY) site.yml >/dev/null; exit $${status:-0}
 	$(BIN)/python scripts/bench_converge.py --inventory $(INVENTORY)
+
+bench-verbs: venv docker ## tenant-add/remove and no-op site.yml from 2 to 5 tenants (scripts/bench_verbs.py)
+	$(BIN)/python scripts/bench_verbs.py --inventory $(INVENTORY) --up-to 5
 
 bench-monitoring: venv ## What the host's Prometheus costs (CPU, memory, disk), idle and under load
 	$(BIN)/python scripts/bench_monitoring.py --inventory $(INVENTORY) --clients 0 --seconds 60

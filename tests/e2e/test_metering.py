@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import xml.etree.ElementTree as ET
 
@@ -13,7 +14,7 @@ import pytest
 import requests
 from checks import gateway_network
 from helpers import INVENTORY
-from tenancy_inventory import base_url, role_defaults, run_usage_report
+from tenancy_inventory import ROOT, base_url, role_defaults, run_usage_report
 
 PROMETHEUS = "http://127.0.0.1:9090"
 # Two of the monitoring role's scrape intervals (5 s) and a margin.
@@ -214,3 +215,41 @@ def test_usage_report_is_exact_across_a_gateway_reload(tenants, docker_client, t
     query = {"query": f'count_over_time(haproxy_process_start_time_seconds{{tenant="{tenant["name"]}"}}[2m])'}
     answer = requests.get(f"{PROMETHEUS}/api/v1/query", params=query, timeout=10).json()["data"]["result"]
     assert answer and float(answer[0]["value"][1]) > 0
+
+
+def promtool_test_rules(docker_client, rules_dir) -> tuple[int, str]:
+    image = docker_client.containers.get("tenancy-prometheus").image
+    container = docker_client.containers.run(
+        image,
+        ["test", "rules", "/rules/tenancy_test.yml"],
+        entrypoint="promtool",
+        user="0",
+        network_mode="none",
+        volumes={str(rules_dir): {"bind": "/rules", "mode": "ro"}},
+        detach=True,
+    )
+    try:
+        code = container.wait(timeout=120)["StatusCode"]
+        return code, container.logs().decode()
+    finally:
+        container.remove(force=True)
+
+
+def test_every_alert_fires_when_it_should_and_only_then(docker_client, tmp_path):
+    """roles/monitoring/files/rules/tenancy_test.yml, run by promtool in the monitoring
+    image: engine down, gateway down, 5xx, pinned at the rate limit, a bad-key flood and
+    GPU memory over quota each fire on their series after their `for`, and look-alikes
+    below the thresholds (or MIG tenants, for the GPU quota) do not."""
+    rules = ROOT / "roles" / "monitoring" / "files" / "rules"
+    code, said = promtool_test_rules(docker_client, rules)
+    assert code == 0, said
+    assert "SUCCESS" in said
+    # Planted break: the GPU alert without its MIG exclusion fires for the MIG tenant too.
+    planted = tmp_path / "rules"
+    shutil.copytree(rules, planted)
+    text = (planted / "tenancy.yml").read_text()
+    (planted / "tenancy.yml").write_text(
+        text.replace('tenancy_gpu_memory_used_bytes{mode!="mig"}', "tenancy_gpu_memory_used_bytes")
+    )
+    code, said = promtool_test_rules(docker_client, planted)
+    assert code != 0 and 'mode="mig"' in said, said
