@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible
 
 LIFTED = '{"tenancy_tenant_overrides": {"rpm_limit": 100000000}}'

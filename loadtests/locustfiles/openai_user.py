@@ -13,7 +13,6 @@ import json
 import os
 import random
 import struct
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from typing import ClassVar
 
 import shapes
 from locust import HttpUser, between
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from tenancy_inventory import api_key, base_url, key_file, load_plan
 
 INVENTORY = os.environ.get("TENANCY_INVENTORY", "inventory/local")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests" / "lib"), str(HERE.parents[1] / "scripts")]
+sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests" / "lib")]
 
 import checks  # noqa: E402 - after the path set-up above
 from gateway_probe import path_statuses, raw_status  # noqa: E402

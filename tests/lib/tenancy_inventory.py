@@ -1,6 +1,11 @@
-"""Read the plan and the API keys of an inventory: shared by the smoke check, the
-benchmarks, the load tests and the end-to-end tests, so all of them address the
-tenants exactly the way the playbooks deployed them."""
+"""The bundle's test and tooling library: read the plan and the API keys of an
+inventory, run Ansible from the project's virtualenv, run the usage report. Shared by
+the smoke check, the benchmarks, the load tests and every test suite, so all of them
+address the tenants exactly the way the playbooks deployed them.
+
+It lives with the other shared test code in tests/lib/; `make venv` puts that directory
+on the virtualenv's path (a .pth file), so `.venv/bin/python scripts/...`, the load
+tests and pytest import it without editing sys.path."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ansible_bin(name: str) -> str:
