@@ -33,13 +33,10 @@ $(BIN)/ansible-playbook: requirements.txt
 
 # The shared test and tooling library (tests/lib: tenancy_inventory, checks, ...) on the
 # virtualenv's path, so scripts, load tests and suites import it without editing sys.path.
-VENV_LIB_PTH := $(VENV)/.tenancy-lib
-
-$(VENV_LIB_PTH): $(BIN)/ansible-playbook
-	echo "$(CURDIR)/tests/lib" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tenancy-lib.pth"
-	@touch $@
-
-venv: $(BIN)/ansible-playbook $(VENV_LIB_PTH) ## Create the virtualenv with the pinned tools
+# Written on every `make venv` (cheap), so a virtualenv copied from another checkout
+# points at this one.
+venv: $(BIN)/ansible-playbook ## Create the virtualenv with the pinned tools
+	@echo "$(CURDIR)/tests/lib" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tenancy-lib.pth"
 
 docker: venv ## Install and start the Docker engine with the docker role (playbooks/host.yml --tags docker)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/host.yml --tags docker $(DOCKER_ARGS)

@@ -24,8 +24,11 @@ description:
     Containers without a C(tenancy.tenant) label are ignored.
   - The host's GPUs are the inventory's O(gpus) when it lists them, else the GPUs of the
     C(tenancy_gpu_facts) module's answer O(gpu_facts), each in mode O(gpu_mode).
-  - Returns the host facts the C(tenancy_plan) filter reads. Input that is not a list of
-    container mappings, or GPU facts without C(gpus), raises C(AnsibleFilterError).
+  - Returns the host facts the C(tenancy_plan) filter reads. GPU facts without C(gpus)
+    (NVML unreadable; plan.yml refuses a host with NVIDIA devices it cannot read before
+    this) mean no GPUs. Input that is not a list of container mappings, or a GPU entry
+    without its C(index), C(name), C(memory_total) or C(mig_capable), raises
+    C(AnsibleFilterError).
 positional: _input
 options:
   _input:
@@ -83,16 +86,19 @@ def host_gpus(gpu_facts: Mapping[str, Any] | None, gpu_mode: str) -> list[dict[s
     gpus = (gpu_facts or {}).get("gpus") or []
     if not isinstance(gpus, Sequence) or isinstance(gpus, (str, bytes)):
         raise AnsibleFilterError(f"tenancy_host_facts: gpu_facts.gpus is {type(gpus).__name__}, not a list")
-    return [
-        {
-            "index": gpu["index"],
-            "name": gpu["name"],
-            "memory": gpu["memory_total"],
-            "mig": gpu["mig_capable"],
-            "mode": gpu_mode,
-        }
-        for gpu in gpus
-    ]
+    try:
+        return [
+            {
+                "index": gpu["index"],
+                "name": gpu["name"],
+                "memory": gpu["memory_total"],
+                "mig": gpu["mig_capable"],
+                "mode": gpu_mode,
+            }
+            for gpu in gpus
+        ]
+    except (KeyError, TypeError) as error:
+        raise AnsibleFilterError(f"tenancy_host_facts: a GPU of gpu_facts lacks {error}: {list(gpus)!r}") from None
 
 
 def tenancy_host_facts(

@@ -299,7 +299,14 @@ def tenancy_plan(
         gpu = state.placed[tenant["name"]]
         if gpu is not None:
             fractions[tenant["name"]] = engine.gpu_memory_fraction(tenant, gpu, mig_slices.get(tenant["name"]))
-        sizing.check_minimum(tenant, sizings[tenant["name"]], gpu is not None, fractions.get(tenant["name"]))
+        mig_slice = mig_slices.get(tenant["name"])
+        sizing.check_minimum(
+            tenant,
+            sizings[tenant["name"]],
+            gpu is not None,
+            fractions.get(tenant["name"]),
+            None if mig_slice is None else mig_slice[0].name,
+        )
     cores, shared_cores = cpusets.cpu_sets(validated, state.placed, hosts, cpu_oversubscribe)
     # 4. The records the roles read.
     return [

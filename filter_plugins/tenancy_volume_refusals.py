@@ -104,8 +104,11 @@ def tenancy_volume_refusals(
     for name, found in data_of.items():
         stat = (backing_of.get(name) or {}).get("stat") or {}
         blkid = signature_of.get(name) or {}
-        if blkid and blkid.get("rc") not in (0, 2):
-            raise AnsibleFilterError(f"tenant {name}: blkid failed on {stat.get('path')}: {blkid.get('stderr', '')}")
+        # blkid answers 2 for "no signature"; Ansible also gives rc 2 when the command
+        # cannot be run at all (no blkid: "[Errno 2] No such file or directory").
+        if blkid and (blkid.get("rc") not in (0, 2) or "Errno" in str(blkid.get("msg", ""))):
+            said = blkid.get("stderr") or blkid.get("msg", "")
+            raise AnsibleFilterError(f"tenant {name}: blkid failed on {stat.get('path')}: {said}")
         signature = (blkid.get("stdout") or "").strip() if blkid.get("rc") == 0 else ""
         is_luks = bool(stat.get("exists")) and signature == LUKS
         if name in devices:

@@ -9,7 +9,7 @@ with tenancy_cpu_oversubscribe so that more CPU tenants than cores can be planne
   5. a no-op site.yml again.
 Prints each run's seconds and, for the verbs, how many tenants the converge touched.
 The extra tenants are really deployed on the inventory's hosts (and removed at the end).
-Usage: python scripts/bench_verbs.py [--inventory inventory/local] [--up-to 5]
+Usage: .venv/bin/python scripts/bench_verbs.py (after make venv) [--inventory inventory/local] [--up-to 5]
 """
 
 from __future__ import annotations

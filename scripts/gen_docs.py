@@ -89,7 +89,12 @@ def verb_fields(_: str) -> str:
 
 def plan_return(text: str) -> str:
     body = f"# {GENERATED} from tenancy.core's schema (RECORD_KEYS); do not edit.\n" + dump(schema.return_doc())
-    return re.sub(r'(?s)(\nRETURN = r""")\n.*?\n(""")', lambda m: m.group(1) + "\n" + body + m.group(2), text, count=1)
+    new, found = re.subn(
+        r'(?s)(\nRETURN = r""")\n.*?\n(""")', lambda m: m.group(1) + "\n" + body + m.group(2), text, count=1
+    )
+    if not found:
+        raise SystemExit('filter_plugins/tenancy_plan.py: expected a RETURN = r""" ... """ block')
+    return new
 
 
 # --- the tenant role's tenant_plan options -----------------------------------------------

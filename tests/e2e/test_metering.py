@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import time
 import xml.etree.ElementTree as ET
 
@@ -188,9 +189,10 @@ def worker_start(tenant: dict) -> float:
 def test_usage_report_is_exact_across_a_gateway_reload(tenants, docker_client, tmp_path):
     """A config change reloads the gateway (HAProxy's master-worker reload, what
     roles/tenant/tasks/gateway.yml sends): the new worker's counters begin at 0. The
-    report counts the refusals before and after it exactly; the worker's start time,
-    which Prometheus keeps for this, tells the reload apart even where the new count has
-    already passed the old one by the next scrape (tests/unit/test_metering.py)."""
+    report counts the refusals before and after it exactly. Here the new count usually stays
+    below the old one, so the drop alone shows the reset; the case where the new count
+    has already passed the old one by the next scrape, which only the worker's start
+    time tells, is proven in tests/unit/test_metering.py and test_usage_samples.py."""
     tenant = tenants["companyA"]
     url = f"{base_url(tenant)}/v1/chat/completions"
     time.sleep(SETTLE_S)
@@ -253,3 +255,54 @@ def test_every_alert_fires_when_it_should_and_only_then(docker_client, tmp_path)
     )
     code, said = promtool_test_rules(docker_client, planted)
     assert code != 0 and 'mode="mig"' in said, said
+
+
+def label_leaks(pairs: set[tuple[str, str]], tenants: dict) -> list[str]:
+    """Each (instance, tenant) pair Prometheus holds that is not a tenant's own metrics
+    port with its own name: one tenant's series under another's label, or unlabelled."""
+    own = {(f"127.0.0.1:{t['metrics_port']}", name) for name, t in tenants.items()}
+    return sorted(f"{instance} carries tenant={tenant!r}" for instance, tenant in pairs - own)
+
+
+def test_no_tenant_series_carries_another_tenants_label(tenants):
+    """Every series scraped from a tenant's metrics port says that tenant, and only that
+    tenant's port says it: no label leak between tenants in the host's Prometheus."""
+    query = {"query": 'count by (instance, tenant) ({job=~"tenancy_gateway|tenancy_engine"})'}
+    result = requests.get(f"{PROMETHEUS}/api/v1/query", params=query, timeout=10).json()["data"]["result"]
+    pairs = {(r["metric"].get("instance", ""), r["metric"].get("tenant", "")) for r in result}
+    assert {tenant for _, tenant in pairs} == set(tenants)
+    assert label_leaks(pairs, tenants) == []
+    # Planted break: companyA's metrics port labelled companyB as well.
+    port_a = f"127.0.0.1:{tenants['companyA']['metrics_port']}"
+    assert label_leaks(pairs | {(port_a, "companyB")}, tenants) == [f"{port_a} carries tenant='companyB'"]
+
+
+def reaches(docker_client, container: str, address: str, port: int) -> bool:
+    """Whether `container` opens TCP to address:port (bash's /dev/tcp, 3 s)."""
+    probe = ["timeout", "3", "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1"', address, str(port)]
+    return docker_client.containers.get(container).exec_run(probe).exit_code == 0
+
+
+def test_no_tenant_network_reaches_prometheus_or_a_metrics_port(tenants, docker_client):
+    """From each tenant's gateway (the one tenant container with a way out: its edge
+    network, whose gateway address is the host), neither the host's Prometheus nor any
+    tenant's metrics port answers: both listen on the host's loopback only. The probe is
+    proven to connect where something does listen on every address (a planted listener)."""
+    ports = [9090] + [t["metrics_port"] for t in tenants.values()]
+    for tenant in tenants.values():
+        attrs = docker_client.containers.get(tenant["names"]["gateway"]).attrs
+        host = next(n["Gateway"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("Gateway"))
+        reached = [port for port in ports if reaches(docker_client, tenant["names"]["gateway"], host, port)]
+        assert reached == [], f"{tenant['name']}'s gateway reaches the host's {reached} at {host}"
+    # Planted break: a listener on every address of the host is reached by the same probe.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    try:
+        tenant = tenants["companyA"]
+        attrs = docker_client.containers.get(tenant["names"]["gateway"]).attrs
+        host = next(n["Gateway"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("Gateway"))
+        assert reaches(docker_client, tenant["names"]["gateway"], host, listener.getsockname()[1])
+    finally:
+        listener.close()

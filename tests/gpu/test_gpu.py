@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from ansible_collections.tenancy.core.plugins.plugin_utils import mig
 from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import quota_terms
 from tenancy_inventory import ROOT, api_key, base_url, load_plan, run_ansible
 
@@ -112,14 +113,29 @@ def host_gpu_total_bytes(index: int) -> int:
     return int(result.stdout.strip()) * 1024**2
 
 
+def slice_bytes(tenant: dict) -> int:
+    """The usable memory of the tenant's MIG profile on its GPU, as the planner's tables
+    hold it (`nvidia-smi mig -lgip`'s figure, plugin_utils/mig.py): the profile's name
+    ("1g.10gb") is decimal GB and smaller than what the slice really has."""
+    name = subprocess.run(
+        ["nvidia-smi", "-i", str(tenant["gpu"]), "--query-gpu=name", "--format=csv,noheader"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    profile = mig.profile_by_name(mig.profiles(name, host_gpu_total_bytes(tenant["gpu"])), tenant["mig_profile"])
+    assert profile is not None, f"{tenant['name']}: no {tenant['mig_profile']} in the planner's table for {name}"
+    return profile.memory_bytes
+
+
 def test_only_a_mig_tenant_sees_just_its_own_memory(gpu_tenants):
     for tenant in gpu_tenants:
         seen = seen_total_bytes(tenant["names"]["engine"])
         whole = host_gpu_total_bytes(tenant["gpu"])
         if tenant["mode"] == "mig":
-            nominal = int(tenant["mig_profile"].split(".")[1].removesuffix("gb")) * 10**9
-            assert seen <= nominal * 1.02 and seen < whole, (
-                f"{tenant['name']} ({tenant['mig_profile']}) sees {seen} bytes, GPU total {whole}"
+            usable = slice_bytes(tenant)
+            assert abs(seen - usable) <= usable * 0.02 and seen < whole, (
+                f"{tenant['name']} ({tenant['mig_profile']}) sees {seen} bytes, its slice {usable}, GPU total {whole}"
             )
         else:
             assert abs(seen - whole) <= whole * 0.02, (
@@ -151,10 +167,12 @@ def test_nvidia_smi_in_a_tenant_shows_only_its_own_memory_only_with_mig(gpu_tena
         gpu_rows, mig_rows = nvidia_smi_memory(tenant["names"]["engine"])
         whole_mib = host_gpu_total_bytes(tenant["gpu"]) // 1024**2
         if tenant["mode"] == "mig":
-            nominal_mib = int(tenant["mig_profile"].split(".")[1].removesuffix("gb")) * 10**9 // 1024**2
+            usable_mib = slice_bytes(tenant) // 1024**2
             assert len(mig_rows) == 1, f"{tenant['name']} sees MIG devices {mig_rows}"
             used, total = mig_rows[0]
-            assert total <= nominal_mib * 1.02 and used <= total, f"{tenant['name']}: {used}/{total} MiB"
+            assert abs(total - usable_mib) <= usable_mib * 0.02 and used <= total, (
+                f"{tenant['name']}: {used}/{total} MiB, its slice {usable_mib} MiB"
+            )
         else:
             assert len(gpu_rows) == 1 and not mig_rows, f"{tenant['name']}: GPU rows {gpu_rows}, MIG rows {mig_rows}"
             assert abs(gpu_rows[0][1] - whole_mib) <= whole_mib * 0.02, f"{tenant['name']} sees {gpu_rows[0]}"

@@ -363,3 +363,12 @@ def test_a_tenant_that_fits_no_gpu_is_told_about_the_per_gpu_reserve(tmp_path):
     with pytest.raises(AnsibleFilterError) as excinfo:
         plan([t("a", "40G", 30001), t("b", "40G", 30002)], gpus(A100_80), tmp_path)
     assert "usable 79GiB after the 1GiB per-GPU reserve" in str(excinfo.value)
+
+
+def test_the_under_one_percent_refusal_of_a_mig_tenant_names_its_instance():
+    from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import check_minimum
+
+    tenant = {"name": "m", "gpu_memory": 64 * 1024**2, "max_model_len": 512, "concurrency": 1}
+    with pytest.raises(AnsibleFilterError) as excinfo:
+        check_minimum(tenant, {"known": False}, True, 0.0, "1g.10gb")
+    assert "invalid value '64MiB': is under 1% of its MIG instance (1g.10gb)" in str(excinfo.value)

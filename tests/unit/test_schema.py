@@ -9,15 +9,22 @@ import copy
 import gen_docs
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.tenancy.core.plugins.plugin_utils import schema, tenant_spec
+from ansible_collections.tenancy.core.plugins.plugin_utils import schema
 from tenancy_plan import tenancy_plan
 
 GPUS = {"h": {"tenancy_gpus": [{"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80G", "mode": "mig"}]}}
 
 
 def records():
-    cpu = tenancy_plan([{"name": "a", "port": 30001}], {}, {"h": {"tenancy_cpus": 2}}, None, "/nonexistent")
+    cpu = tenancy_plan(
+        [{"name": "a", "port": 30001}, {"name": "gone", "port": 30009, "state": "absent"}],
+        {},
+        {"h": {"tenancy_cpus": 2}},
+        None,
+        "/nonexistent",
+    )
     mig = tenancy_plan(
         [{"name": "b", "port": 30002, "gpu_memory": "75G"}, {"name": "c", "port": 30003, "gpu_memory": "75G"}],
         {},
@@ -38,10 +45,15 @@ def test_a_placed_record_has_the_schemas_keys_in_the_schemas_order():
             assert list(record) == schema.record_keys(record["state"]), record["name"]
 
 
-def test_the_planner_takes_its_fields_and_defaults_from_the_schema():
-    assert set(schema.TENANT_FIELDS) == tenant_spec.FIELDS
-    assert {f: s["default"] for f, s in schema.TENANT_FIELDS.items() if "default" in s} == tenant_spec.BUILTIN_DEFAULTS
-    assert set(schema.VERB_FIELDS) == set(schema.TENANT_FIELDS) - {"name"}
+def test_the_planner_applies_the_schemas_defaults_and_knows_only_its_fields():
+    """A tenant with only its name and port is planned with the schema's defaults, and a
+    field the schema does not have is refused, listing the schema's fields."""
+    (record,) = tenancy_plan([{"name": "a", "port": 30001}], {}, {"h": {"tenancy_cpus": 2}}, None, "/nonexistent")
+    for field in ("state", "model", "max_num_seqs", "rpm_limit", "bind_address", "pids_limit", "concurrency"):
+        assert record[field] == schema.TENANT_FIELDS[field]["default"], field
+    with pytest.raises(AnsibleFilterError) as error:
+        tenancy_plan([{"name": "a", "port": 30001, "colour": "red"}], {}, {"h": {"tenancy_cpus": 2}}, None, "/x")
+    assert f"known fields are {', '.join(sorted(schema.TENANT_FIELDS))}" in str(error.value)
 
 
 def test_every_file_made_from_the_schema_and_the_argument_specs_is_current():

@@ -102,3 +102,12 @@ def test_a_blkid_failure_is_an_error_not_a_blank_device():
 def test_input_that_is_not_a_list_of_results_is_an_error():
     with pytest.raises(AnsibleFilterError, match="tenancy_volume_refusals: the data directories' find is dict"):
         refusals({"results": []}, [], [])
+
+
+def test_blkid_that_cannot_run_is_an_error_not_a_blank_device():
+    """Ansible answers rc 2 both for blkid's 'no signature' and for a blkid it cannot run."""
+    missing = {"item": {"item": {"name": "b"}}, "rc": 2, "msg": "[Errno 2] No such file or directory: b'blkid'"}
+    with pytest.raises(AnsibleFilterError, match=r"tenant b: blkid failed on /dev/vdb: \[Errno 2\] No such file"):
+        refusals([found("b", 0)], [backing("b", "/dev/vdb", isblk=True)], [missing], {"b": "/dev/vdb"})
+    blank = {"item": {"item": {"name": "b"}}, "rc": 2, "msg": "non-zero return code", "stdout": ""}
+    assert refusals([found("b", 0)], [backing("b", "/dev/vdb", isblk=True)], [blank], {"b": "/dev/vdb"}) == []

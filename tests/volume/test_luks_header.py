@@ -338,3 +338,21 @@ def test_preflight_refuses_plain_data_over_a_blank_given_device(tmp_path: Path, 
         assert plain.read_text() == "plaintext that must not be hidden\n"
     finally:
         volume.cleanup()
+
+
+def test_a_given_device_named_by_a_symlink_is_taken_as_its_device(tmp_path: Path, given_device: str):
+    """LVM (/dev/vg/lv, /dev/mapper/...) and /dev/disk/by-id paths are symlinks: preflight
+    looks at the device they name, not at the link."""
+    link = tmp_path / "by-id-link"
+    link.symlink_to(given_device)
+    volume = Volume(tmp_path, "ci-luks-link", device=str(link))
+    try:
+        result = volume.run("open", tenant_volume_encryption="true")
+        said = " ".join(result.stdout.split())
+        assert "field 'tenant_volume_devices'" not in said, said[-3000:]
+        if Path("/sys/module/dm_mod").exists():
+            ok(result)
+        else:
+            assert "this kernel lacks device-mapper (dm_mod)" in said, said[-3000:]
+    finally:
+        volume.cleanup()

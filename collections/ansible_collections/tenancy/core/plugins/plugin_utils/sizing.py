@@ -410,7 +410,11 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
 
 
 def check_minimum(
-    tenant: Mapping[str, Any], sizing: Mapping[str, Any], on_gpu: bool, fraction: float | None = None
+    tenant: Mapping[str, Any],
+    sizing: Mapping[str, Any],
+    on_gpu: bool,
+    fraction: float | None = None,
+    mig_profile: str | None = None,
 ) -> None:
     """Refuse a quota below what the model needs, naming the term that is too big; on a
     CPU host one below 1 GiB (the KV cache is set in whole GiB); on a GPU one whose
@@ -422,6 +426,14 @@ def check_minimum(
             "gpu_memory",
             format_bytes(quota),
             "is below 1GiB; on a CPU host the quota is the KV cache size in whole GiB",
+        )
+    if on_gpu and fraction is not None and fraction < 0.01 and mig_profile:
+        raise field_error(
+            tenant["name"],
+            "gpu_memory",
+            format_bytes(quota),
+            f"is under 1% of its MIG instance ({mig_profile}), and vLLM's --gpu-memory-utilization (rounded down "
+            "to a hundredth) must be at least 0.01; raise gpu_memory",
         )
     if on_gpu and fraction is not None and fraction < 0.01:
         raise field_error(
