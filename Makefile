@@ -117,8 +117,8 @@ device-pack: venv ## Copy ansible-core (pure Python) into .device/site for make 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
-# `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed c170d96 in
-# 48.8 minutes; this machine ran fe2aa90 in 62.4 (docs/benchmarks.md, "Cold CI of fe2aa90"):
+# `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed 1d8edbe in
+# 52.7 minutes; this machine ran d383f25 in 52.5 (docs/benchmarks.md, "Cold CI of d383f25"):
 # 1. the fast tier: lint, unit;
 # 2. suites: every job that times nothing, two at a time in the order of their
 #    prerequisites (make -j2, below);
