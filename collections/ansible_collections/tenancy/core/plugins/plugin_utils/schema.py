@@ -243,14 +243,14 @@ def record_keys(state: str) -> list[str]:
     return [key for key, spec in RECORD_KEYS.items() if spec.get("only", state) == state]
 
 
+def _typed(spec: dict[str, Any]) -> dict[str, Any]:
+    """A record key's Ansible type, and its elements' for a list."""
+    return {"type": spec["type"], **({"elements": spec["elements"]} if "elements" in spec else {})}
+
+
 def return_doc() -> dict[str, Any]:
     """The tenancy_plan filter's RETURN, as data."""
-    contains = {}
-    for key, spec in RECORD_KEYS.items():
-        entry = {"description": spec["description"], "type": spec["type"]}
-        if "elements" in spec:
-            entry["elements"] = spec["elements"]
-        contains[key] = entry
+    contains = {key: {"description": spec["description"], **_typed(spec)} for key, spec in RECORD_KEYS.items()}
     return {
         "_value": {
             "description": "One record per tenant, sorted by name.",
@@ -265,13 +265,11 @@ def record_argument_spec() -> dict[str, Any]:
     """``tenant_plan``'s options in the tenant role's argument_specs. Every key that is
     never null is required (a record without one fails before a task runs); Ansible
     checks the type of the others when they are set."""
-    options = {}
-    for key, spec in RECORD_KEYS.items():
-        entry: dict[str, Any] = {"type": spec["type"]}
-        if "elements" in spec:
-            entry["elements"] = spec["elements"]
-        if "only" not in spec and not spec.get("null"):
-            entry["required"] = True
-        entry["description"] = spec["description"]
-        options[key] = entry
-    return options
+    return {
+        key: {
+            **_typed(spec),
+            **({"required": True} if "only" not in spec and not spec.get("null") else {}),
+            "description": spec["description"],
+        }
+        for key, spec in RECORD_KEYS.items()
+    }
