@@ -107,8 +107,10 @@ SCENARIOS = [
     Scenario(
         "chaos",
         False,
-        ["-u", "4", "-r", "4", "-t", "400s"],
-        ["-u", "4", "-r", "4", "-t", "300s"],
+        # --stop-timeout: at the end, requests in flight finish and are counted by the
+        # clients (the usage check compares with what the engines served).
+        ["-u", "4", "-r", "4", "-t", "400s", "--stop-timeout", "30"],
+        ["-u", "4", "-r", "4", "-t", "300s", "--stop-timeout", "30"],
         # Recovery is nearly all vLLM's start-up, which varies with the machine: 52-60 s on
         # the reference machine, 95-105 s on 2026-11-29's (docs/benchmarks.md). The CI
         # gate allows 150 s; the full run keeps the scenario's 120 s.
@@ -158,6 +160,7 @@ def run_locust(
 ) -> bool:
     report = report_prefix(scenario, short, suffix)
     report.parent.mkdir(exist_ok=True)
+    verdict(report).unlink(missing_ok=True)
     command = [
         ansible_bin("locust"),
         "-f",
@@ -176,6 +179,27 @@ def run_locust(
     env.update(extra_env or {})
     print("+", " ".join(command), flush=True)
     return subprocess.run(command, cwd=ROOT, env=env).returncode == 0
+
+
+def verdict(report: Path) -> Path:
+    """The verdict a locustfile's enforce() wrote (report.py)."""
+    return report.with_name(report.name + "_verdict.txt")
+
+
+def failed_verdicts(failed: list[str], short: bool) -> list[str]:
+    """Each failed scenario's reasons, from its verdict file, for the end of the output."""
+    lines = []
+    for name in failed:
+        scenario = next((s for s in SCENARIOS if s.name == name), None)
+        path = verdict(report_prefix(scenario, short)) if scenario else None
+        if name.startswith("planted "):
+            text = "the scenario passed with the break in place (the 'planted break MISSED' line above)"
+        elif path and path.exists():
+            text = path.read_text().strip()
+        else:
+            text = "no verdict written (Locust itself failed: its output is above)"
+        lines += [f"{name}:", *(f"  {line}" for line in text.splitlines())]
+    return lines
 
 
 def image_roles(inventory: str) -> dict[str, str]:
@@ -334,6 +358,10 @@ def main() -> int:
     print("\nSCENARIO                  RESULT  SECONDS")
     for name, passed, seconds in results:
         print(f"{name:<25} {'ok' if passed else 'FAILED':<7} {seconds:7.1f}")
+    failed = [name for name, passed, _ in results if not passed]
+    if failed:
+        # Repeated here because a CI log shows its last lines: why, not only which.
+        print("\nwhy:", *failed_verdicts(failed, args.short), sep="\n")
     return 0 if all(passed for _, passed, _ in results) else 1
 
 

@@ -191,10 +191,16 @@ def write_tenant_csv(environment: Environment, rows: list[dict[str, object]]) ->
 
 
 def enforce(environment: Environment, scenario: str, problems: list[str], measured: str) -> None:
-    """Print what was measured; any problem sets a non-zero exit code."""
+    """Print what was measured; any problem sets a non-zero exit code. The verdict is
+    also written beside the CSV reports (<prefix>_verdict.txt), so loadtests/run.py can
+    repeat it under its summary table: the last lines a CI log shows."""
     print(f"{scenario}: {measured}")
     for problem in problems:
         print(f"THRESHOLD FAILED: {scenario}: {problem}")
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if prefix:
+        lines = [f"THRESHOLD FAILED: {problem}" for problem in problems] or ["thresholds held"]
+        Path(f"{prefix}_verdict.txt").write_text("\n".join([*lines, f"measured: {measured}"]) + "\n")
     if problems:
         environment.process_exit_code = 1
     else:

@@ -12,6 +12,7 @@ FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
         "tenancy_controller_path",
+        "tenancy_converge_fingerprint",
         "tenancy_gpu_record",
         "tenancy_gpu_tenants",
         "tenancy_host_facts",
