@@ -39,6 +39,48 @@ def test_second_site_run_changes_nothing_and_prints_no_key(first_converge, inven
         key = api_key(inventory, name)
         assert key not in result.stdout
         assert key not in result.stderr
+    # The fast path (roles/tenant/tasks/converged.yml): nothing changed, so no tenant was
+    # converged task by task.
+    assert "converging in full" not in " ".join(result.stdout.split()), result.stdout[-6000:]
+    assert result.stdout.count("converged | Compare the host with the record") == len(TENANTS)
+
+
+def test_a_tenant_changed_behind_ansibles_back_is_converged_in_full(first_converge, tenants, docker_client):
+    """The fast path skips only tenants that are as their last full converge left them.
+    Planted on companyA: its engine moved onto other cores (`docker update`, as an
+    operator might) and its key map made world-readable. The next run converges companyA
+    in full, naming the first difference, and puts both back without restarting
+    anything; companyB, untouched, is skipped. (Each kind of difference the record
+    catches: tests/unit/test_converge_stamp.py.)"""
+    engine = docker_client.containers.get(tenants["companyA"]["names"]["engine"])
+    keys_map = f"{tenants['companyA']['names']['config_dir']}/gateway/keys.map"
+    planned_cpuset = tenants["companyA"]["cpuset"]
+    started = {
+        name: docker_client.containers.get(tenants[t]["names"][role]).attrs["State"]["StartedAt"]
+        for t in TENANTS
+        for role in ("engine", "gateway")
+        for name in [tenants[t]["names"][role]]
+    }
+    other_cores = f"0-{os.cpu_count() - 1}"
+    assert other_cores != planned_cpuset, "the test needs a host with more than one core"
+    mode = stat.S_IMODE(os.stat(keys_map).st_mode)
+    try:
+        engine.update(cpuset_cpus=other_cores)
+        os.chmod(keys_map, 0o644)
+        result = run_site("--tags", "tenant")
+        assert result.returncode == 0, result.stdout[-4000:]
+        said = " ".join(result.stdout.split())  # the YAML callback folds long messages
+        reasons = [line for line in said.split("msg: ")[1:] if "converging in full" in line]
+        assert f"tenant companyA: container {engine.name} was recreated, restarted or reconfigured" in said, reasons
+        assert len(reasons) == 1, reasons
+        engine.reload()
+        assert engine.attrs["HostConfig"]["CpusetCpus"] == planned_cpuset
+        assert stat.S_IMODE(os.stat(keys_map).st_mode) == 0o640
+        for name, when in started.items():
+            assert docker_client.containers.get(name).attrs["State"]["StartedAt"] == when, f"{name} was restarted"
+    finally:
+        engine.update(cpuset_cpus=planned_cpuset)
+        os.chmod(keys_map, mode)
 
 
 # --- serving through the gateway -----------------------------------------------------
