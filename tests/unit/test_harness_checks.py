@@ -314,3 +314,29 @@ def test_ratio_gate_fails_on_the_estimate_or_on_the_whole_interval():
     assert ratio_gate(control + same, "flood", "control", "interval", 1.25, "victim") is None
     # A phase with no requests can never pass.
     assert ratio_gate(control, "flood", "control", "estimate", 1.25, "victim") is not None
+
+
+def test_a_failed_scenario_s_reasons_are_repeated_under_the_summary(tmp_path, monkeypatch):
+    """loadtests/run.py prints why each failed scenario failed at the very end (a CI log
+    shows its tail), from the verdict file report.enforce() writes."""
+    import run
+    from report import enforce
+
+    monkeypatch.setattr(run, "ROOT", tmp_path)
+    prefix = run.report_prefix(next(s for s in run.SCENARIOS if s.name == "chaos"), short=True)
+    prefix.parent.mkdir()
+
+    class Environment:
+        parsed_options = type("Options", (), {"csv_prefix": str(prefix)})()
+        process_exit_code = None
+
+    environment = Environment()
+    enforce(environment, "chaos", ["usage of companyB: requests 182 in the report, 180 counted"], "engine killed")
+    assert environment.process_exit_code == 1
+    lines = run.failed_verdicts(["chaos", "qps", "planted noisy_neighbour"], short=True)
+    assert lines[:3] == [
+        "chaos:",
+        "  THRESHOLD FAILED: usage of companyB: requests 182 in the report, 180 counted",
+        "  measured: engine killed",
+    ]
+    assert "no verdict written" in lines[4] and "planted break MISSED" in lines[6]
