@@ -11,14 +11,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.schema import NOT_APPLIED
 
 DOCUMENTATION = r"""
 name: tenancy_converge_fingerprint
 short_description: Digest of a tenant's plan record, the role's inputs and the code that converges it
 version_added: "0.1.0"
 description:
-  - SHA-256 over the plan record (less its C(sizing) block, the planner's account of
-    numbers that are keys of their own), the role inputs (a mapping; the tenant role passes
+  - SHA-256 over the plan record (less the keys the tenant schema marks as not applied,
+    C(sizing), the planner's account of numbers that are keys of their own), the role
+    inputs (a mapping; the tenant role passes
     every option of its C(main) entry point but the vault passphrases, and the SHA-256 of
     the API key) and the content of every file under C(code_dirs) (the role itself, the
     filters and the shared planner code), skipping byte-code, Molecule scenarios and docs.
@@ -54,12 +56,6 @@ _value:
   type: str
 """
 
-# Plan record keys the tenant role never applies: the planner's account of its numbers
-# (the sizing terms, and whether the model's figures came from its config.json or the
-# known-models table, which differs between a fresh host's first run, before the images
-# role has written the tiny models, and every later run). The numbers it decided (engine
-# arguments, KV cache, memory limits) are keys of their own and stay in.
-NOT_APPLIED = ("sizing",)
 # Not code that converges a tenant: test scenarios, docs and byte-code.
 SKIPPED_DIRS = {"__pycache__", "molecule", "tests"}
 SKIPPED_SUFFIXES = (".md", ".pyc")

@@ -253,3 +253,12 @@ def test_the_record_holds_no_secret(host):
     (config / "volume" / "luks.key").write_text(secret)
     assert secret not in json.dumps(record(params))
     assert Path(config / "volume" / "luks.key").read_text() == secret
+
+
+def test_a_host_without_the_docker_cli_gets_a_clear_error(monkeypatch):
+    def no_docker(*_args, **_kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "docker")
+
+    monkeypatch.setattr(stamp.subprocess, "run", no_docker)
+    with pytest.raises(stamp.DockerMissing, match=r"cannot run the docker CLI .*\(the docker role\)"):
+        stamp.inspect("container", ["tenancy-companyA-engine"])

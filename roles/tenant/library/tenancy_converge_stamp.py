@@ -83,11 +83,18 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 CONTAINER_KEYS = ("Id", "Image", "Config", "HostConfig")
 
 
+class DockerMissing(Exception):
+    """The docker CLI cannot be run on the host."""
+
+
 def inspect(kind: str, names: list[str]) -> dict[str, dict]:
     """`docker <kind> inspect` of several objects at once; a missing one is left out."""
     found: dict[str, dict] = {}
     for name in names:
-        result = subprocess.run(["docker", kind, "inspect", name], capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(["docker", kind, "inspect", name], capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise DockerMissing(f"cannot run the docker CLI ({exc}): run site.yml in full (the docker role)") from None
         if result.returncode == 0:
             found[name] = json.loads(result.stdout)[0]
     return found
@@ -215,8 +222,11 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    containers = inspect("container", sorted(params["containers"]))
-    now = observe(params, containers)
+    try:
+        containers = inspect("container", sorted(params["containers"]))
+        now = observe(params, containers)
+    except DockerMissing as exc:
+        module.fail_json(msg=str(exc))
     path = params["path"]
     if params["state"] == "write":
         if not module.check_mode:
@@ -231,9 +241,10 @@ def main() -> None:
             recorded = json.load(handle)
     except (OSError, ValueError):
         module.exit_json(changed=False, current=False, reason="no record of a converge yet")
-    # JSON turns the tree entries' lists into lists and keeps the rest: compare alike.
-    recorded["trees"] = {key: list(value) for key, value in recorded.get("trees", {}).items()}
-    reason = liveness_problem(params, containers) or first_difference(recorded, now)
+    try:
+        reason = liveness_problem(params, containers) or first_difference(recorded, now)
+    except DockerMissing as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=False, current=reason is None, reason=reason or "unchanged")
 
 

@@ -227,7 +227,10 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
         "type": "bool",
         "description": "The cores are shared with another tenant (tenancy_cpu_oversubscribe)",
     },
-    "sizing": {"type": "dict", "description": "The tenancy_sizing terms of the tenant's model"},
+    # Not applied by the tenant role ("applied": False): the planner's account of numbers
+    # that are keys of their own. Its source differs between a fresh host's first run (the
+    # tiny models not yet written: the known-models table) and later runs (config.json).
+    "sizing": {"type": "dict", "applied": False, "description": "The tenancy_sizing terms of the tenant's model"},
     "names": {"type": "dict", "description": "Names of the tenant's Docker objects and host paths"},
     "engine_port": {
         "type": "int",
@@ -236,6 +239,11 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
     "models_mount": {"type": "str", "description": "Where the engine sees the read-only models directory"},
     "data_mount": {"type": "str", "description": "Where the engine sees the tenant's own (encrypted) volume"},
 }
+
+
+# Keys the tenant role never applies to a host, left out of the fast path's fingerprint
+# (filter tenancy_converge_fingerprint).
+NOT_APPLIED = frozenset(key for key, spec in RECORD_KEYS.items() if spec.get("applied") is False)
 
 
 def record_keys(state: str) -> list[str]:
