@@ -43,6 +43,8 @@ def test_second_site_run_changes_nothing_and_prints_no_key(first_converge, inven
     # converged task by task.
     assert "converging in full" not in " ".join(result.stdout.split()), result.stdout[-6000:]
     assert result.stdout.count("converged | Compare the host with the record") == len(TENANTS)
+    # ... and site.yml's wait for the CPU engines (ready_wait.yml) has nothing to wait for.
+    assert "route_wait | Wait for the gateway" not in result.stdout, result.stdout[-6000:]
 
 
 def test_a_tenant_changed_behind_ansibles_back_is_converged_in_full(first_converge, tenants, docker_client):
@@ -73,6 +75,8 @@ def test_a_tenant_changed_behind_ansibles_back_is_converged_in_full(first_conver
         reasons = [line for line in said.split("msg: ")[1:] if "converging in full" in line]
         assert f"tenant companyA: container {engine.name} was recreated, restarted or reconfigured" in said, reasons
         assert len(reasons) == 1, reasons
+        # site.yml waits for the tenant it converged in full, and for it alone.
+        assert result.stdout.count("route_wait | Wait for the gateway to mark the engine up") == 1
         engine.reload()
         assert engine.attrs["HostConfig"]["CpusetCpus"] == planned_cpuset
         assert stat.S_IMODE(os.stat(keys_map).st_mode) == 0o640
