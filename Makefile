@@ -75,7 +75,10 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 unit: venv ## Unit tests of the planner filter
 	$(BIN)/pytest -q tests/unit --durations=5
 
-check: lint unit ## The fast tier: lint and unit tests (a few minutes; make test starts with it)
+# Side by side: each is one busy process, and the machine has two cores. Output whole
+# per target; a failure in either fails check (the other finishes first).
+check: venv ## The fast tier: lint and unit tests, side by side (a few minutes; make test starts with it)
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint unit
 
 volume: venv ## The tenant role's LUKS header, key, rotation and erase tasks on loop devices
 	$(BIN)/pytest -v tests/volume --durations=10
@@ -121,14 +124,14 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 # 52.7 minutes, this machine ran d383f25 in 52.5, but on slower days CI took 69 minutes
 # for fe5d72a and this machine 55 for the suites alone (docs/benchmarks.md, "Cold CI of
 # 70db330 here"): the budget is not met on a slow day yet.
-# 1. the fast tier: lint, unit;
+# 1. check, the fast tier: lint and unit side by side;
 # 2. suites: every job that times nothing, two at a time in the order of their
 #    prerequisites (make -j2, below);
 # 3. loadtests: the Locust scenarios and their planted break, alone, on the tenants e2e
 #    leaves deployed (the multi-host hosts are gone by then).
 # Each stage's time, and each job's start, end and length, are printed at the end (also
 # when one fails): where CI's minutes go.
-TEST_STAGES := lint unit suites loadtests
+TEST_STAGES := check suites loadtests
 JOB_TIMES := reports/job-times.txt
 test: ## Everything CI runs, stage by stage, then each stage's and each job's time
 	@t0=$$(date +%s); times=""; mkdir -p reports; : > $(JOB_TIMES); \
