@@ -42,10 +42,10 @@ options:
   _input:
     description:
       - A list of the series the C(tenancy_usage_samples) module folded on each host
-        (C({column, metric, total, running})); or of C({column, result}), C(result) being a
-        Prometheus range-vector answer's C(data.result); or the results of a looped
-        C(ansible.builtin.uri) call whose C(item) has the C(column) and whose C(json) is
-        Prometheus' answer.
+        (C({column, metric, total, running}), as tenants-usage.yml collects them; the
+        module fails on a query Prometheus did not answer); or of C({column, result}),
+        C(result) being a Prometheus range-vector answer's C(data.result), which this
+        filter folds itself (the unit tests' reference for the module's folding).
     type: list
     elements: dict
     required: true
@@ -162,23 +162,12 @@ def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
 
 def _answer(entry: Any) -> Mapping[str, Any]:
     """``{column, result}``; or one series the tenancy_usage_samples module folded on its
-    host (``{column, metric, total, running}``, as tenants-usage.yml collects them); or one
-    result of a looped ansible.builtin.uri call (``item.column``, ``json`` the Prometheus
-    answer)."""
-    if not isinstance(entry, Mapping):
-        raise AnsibleFilterError(f"tenancy_usage: not an answer: {entry!r}")
-    if "result" in entry:
+    host (``{column, metric, total, running}``, as tenants-usage.yml collects them)."""
+    if isinstance(entry, Mapping) and "result" in entry:
         return entry
-    if "total" in entry and "metric" in entry:
+    if isinstance(entry, Mapping) and "total" in entry and "metric" in entry:
         return {"column": entry.get("column"), "result": [entry]}
-    answer = entry.get("json") or {}
-    if answer.get("status") != "success":
-        where = entry.get("url", "Prometheus")
-        raise AnsibleFilterError(
-            f"usage report: {where} did not answer the query for {entry.get('item', {}).get('column')!r}: "
-            f"{answer.get('errorType', 'no answer')} {answer.get('error', entry.get('msg', ''))}".strip()
-        )
-    return {"column": entry.get("item", {}).get("column"), "result": answer.get("data", {}).get("result", [])}
+    raise AnsibleFilterError(f"tenancy_usage: not an answer ({{column, result}} or a folded series): {entry!r}")
 
 
 def steps_as_deltas(steps: list[tuple[float, float]]) -> list[tuple[float, float]]:

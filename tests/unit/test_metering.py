@@ -178,26 +178,9 @@ def test_samples_after_the_end_are_left_out():
     assert tenancy_usage(answers, 0, 10)["rows"][0]["prompt_tokens"] == 5
 
 
-def test_usage_takes_the_uri_modules_looped_results():
-    answers = [
-        {
-            "item": {"column": "prompt_tokens"},
-            "json": {"status": "success", "data": {"result": [series("a", "h", [(0, 1), (5, 9)])]}},
-        }
-    ]
-    assert tenancy_usage(answers, 0, 5)["rows"][0]["prompt_tokens"] == 8
-
-
-def test_a_failed_query_is_reported_with_prometheus_error():
-    answers = [
-        {
-            "item": {"column": "requests"},
-            "url": "http://127.0.0.1:9090/api/v1/query",
-            "json": {"status": "error", "errorType": "bad_data", "error": "parse error"},
-        }
-    ]
-    with pytest.raises(AnsibleFilterError, match="did not answer the query for 'requests': bad_data parse error"):
-        tenancy_usage(answers, 0, 5)
+def test_an_entry_that_is_no_answer_is_refused():
+    with pytest.raises(AnsibleFilterError, match="not an answer"):
+        tenancy_usage([{"item": {"column": "requests"}, "json": {"status": "success"}}], 0, 5)
 
 
 def test_a_series_without_tenant_label_is_refused():
