@@ -1,5 +1,6 @@
-"""The Prometheus queries of a usage report: playbooks/tenants-usage.yml sends them to
-each host's Prometheus and hands the answers to tenancy_usage."""
+"""The range and series of a usage report: playbooks/tenants-usage.yml hands them to the
+tenancy_usage_samples module on each host, which reads that host's Prometheus, and sums
+the folded answers with tenancy_usage."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
     LOOKBACK_S,
     MARKED_COLUMNS,
     RESTART_MARKER,
-    RESTARTS_COLUMN,
     USAGE_SERIES,
     parse_duration,
     parse_time,
@@ -18,12 +18,13 @@ from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
 
 DOCUMENTATION = r"""
 name: tenancy_usage_queries
-short_description: The time range and Prometheus queries of a usage report
+short_description: The time range and Prometheus series of a usage report
 version_added: "0.1.0"
 description:
-  - Turns the report's range (a duration back from C(end)) into Unix times, and gives one
-    range-vector query per usage column, to be evaluated at C(end). Each asks for the raw
-    samples of the range plus 5 minutes before it (each series' starting value).
+  - Turns the report's range (a duration back from C(end)) into Unix times, and gives the
+    series selector of each usage column and the gateway's restart marker, for the
+    C(tenancy_usage_samples) module. It reads each series' raw samples over the range plus
+    C(lookback) seconds before it (each series' starting value).
   - A bad duration or time raises C(AnsibleFilterError) naming the field and the value.
 positional: _input, end
 options:
@@ -38,14 +39,14 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Work out the range and the queries
+- name: Work out the range and the series
   ansible.builtin.set_fact:
     usage_range: "{{ usage_since | default('24h') | tenancy_usage_queries(usage_end | default('now')) }}"
 """
 
 RETURN = r"""
 _value:
-  description: The range and its queries.
+  description: The range and its series.
   type: dict
   contains:
     start: {description: Start of the range, a Unix time, type: float}
@@ -56,19 +57,12 @@ _value:
       type: dict
     restart_marker: {description: "The gateway worker's start time, which tells a reload (a reset)", type: str}
     marked_columns: {description: The columns whose counters the restart marker applies to, type: list}
-    queries:
-      description:
-        - C({column, query}) per usage column, the whole range in one query each, and the
-          restart marker's (column C(restarts)); evaluate each at C(end).
-      type: list
-      elements: dict
 """
 
 
 def tenancy_usage_queries(since: Any, end: Any = "now", now: float | None = None) -> dict[str, Any]:
     seconds = parse_duration(since, "since")
     end_s = parse_time(end, "end", time.time() if now is None else now)
-    window = seconds + LOOKBACK_S
     return {
         "start": end_s - seconds,
         "end": end_s,
@@ -76,10 +70,6 @@ def tenancy_usage_queries(since: Any, end: Any = "now", now: float | None = None
         "series": dict(USAGE_SERIES),
         "restart_marker": RESTART_MARKER,
         "marked_columns": sorted(MARKED_COLUMNS),
-        "queries": [
-            *({"column": column, "query": f"{series}[{window}s]"} for column, series in USAGE_SERIES.items()),
-            {"column": RESTARTS_COLUMN, "query": f"{RESTART_MARKER}[{window}s]"},
-        ],
     }
 
 

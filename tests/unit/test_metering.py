@@ -191,12 +191,13 @@ def test_a_series_without_tenant_label_is_refused():
 # --- the range and its queries ---------------------------------------------------------------
 
 
-def test_queries_cover_every_column_with_the_lookback():
-    queries = tenancy_usage_queries("1h", "1000000", now=0)
-    assert queries["start"] == 1000000 - 3600 and queries["end"] == 1000000
-    assert [q["column"] for q in queries["queries"]] == [*USAGE_SERIES, "restarts"]
-    assert queries["queries"][-1]["query"] == 'haproxy_process_start_time_seconds{job="tenancy_gateway"}[3900s]'
-    assert all(q["query"].endswith("[3900s]") for q in queries["queries"])
+def test_the_range_names_every_column_the_lookback_and_the_restart_marker():
+    usage_range = tenancy_usage_queries("1h", "1000000", now=0)
+    assert usage_range["start"] == 1000000 - 3600 and usage_range["end"] == 1000000
+    assert list(usage_range["series"]) == list(USAGE_SERIES)
+    assert usage_range["lookback"] == 300
+    assert usage_range["restart_marker"] == 'haproxy_process_start_time_seconds{job="tenancy_gateway"}'
+    assert set(usage_range["marked_columns"]) <= set(USAGE_SERIES)
 
 
 def test_end_accepts_now_and_iso_times():
