@@ -45,6 +45,14 @@ def test_a_placed_record_has_the_schemas_keys_in_the_schemas_order():
             assert list(record) == schema.record_keys(record["state"]), record["name"]
 
 
+def test_the_record_carries_the_engines_port_and_mounts_for_the_roles():
+    """The roles read the engine's port and its mounts from the record, never their own
+    literals (the planner's RETURN, generated from the schema, documents them)."""
+    cpu = records()[0]
+    assert (cpu["engine_port"], cpu["models_mount"], cpu["data_mount"]) == (8000, "/models", "/data")
+    assert cpu["engine_args"][cpu["engine_args"].index("--port") + 1] == "8000"
+
+
 def test_the_planner_applies_the_schemas_defaults_and_knows_only_its_fields():
     """A tenant with only its name and port is planned with the schema's defaults, and a
     field the schema does not have is refused, listing the schema's fields."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import tenancy_plan as tenancy_plan_module
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB, format_bytes
 from ansible_collections.tenancy.core.plugins.plugin_utils.cpusets import cpu_list, parse_cpu_list
@@ -442,30 +441,3 @@ def test_the_refusal_names_only_the_holders_on_that_host():
     with pytest.raises(AnsibleFilterError) as error:
         tenancy_plan(tenants, {"cpus": 1}, hosts)
     assert "tenant 'd': field 'cpus' has invalid value 1: host h2 has 1 core(s), 1 promised (c 0);" in str(error.value)
-
-
-def test_return_documents_every_key_of_every_kind_of_record():
-    """The plan record is the contract between the planner and the roles: RETURN lists
-    each of its keys, no more, for CPU, GPU (MIG) and unplaced records alike."""
-    import yaml
-
-    documented = set(yaml.safe_load(tenancy_plan_module.RETURN)["_value"]["contains"])
-    gpus = {"h": {"tenancy_gpus": [{"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80G", "mode": "mig"}]}}
-    cpu = tenancy_plan([{"name": "a", "port": 30001}], {}, {"h": {"tenancy_cpus": 2}}, None, "/nonexistent")
-    mig = tenancy_plan(
-        [{"name": "b", "port": 30002, "gpu_memory": "75G"}, {"name": "c", "port": 30003, "gpu_memory": "75G"}],
-        {},
-        gpus,
-        None,
-        "/nonexistent",
-        True,
-    )
-    assert [r["state"] for r in mig] == ["present", "unplaced"]
-    for record in [*cpu, *mig]:
-        keys = set(record) - ({"unplaced_reason"} if record["state"] != "unplaced" else set())
-        assert keys == documented - ({"unplaced_reason"} if record["state"] != "unplaced" else set()), (
-            record["name"],
-            sorted(keys ^ documented),
-        )
-    assert (cpu[0]["engine_port"], cpu[0]["models_mount"], cpu[0]["data_mount"]) == (8000, "/models", "/data")
-    assert cpu[0]["engine_args"][cpu[0]["engine_args"].index("--port") + 1] == "8000"
