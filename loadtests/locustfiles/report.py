@@ -7,6 +7,7 @@ what docs/benchmarks.md quotes.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import os
@@ -69,6 +70,36 @@ def phase_p95(samples: Iterable[Sample], phase: str, round_number: int | None = 
     """Exact p95 of a phase's response times (of one round, or all); NaN when it has none."""
     values = [ms for r, ph, ms, _ in samples if ph == phase and round_number in (None, r)]
     return percentile(values, 0.95) if values else float("nan")
+
+
+def not_overlapping(
+    samples: list[Sample],
+    spans: list[tuple[float, float]],
+    load: list[tuple[float, float]],
+    phase: str = "solo",
+    into: str = "settle",
+) -> tuple[list[Sample], int]:
+    """The samples with each `phase` sample whose own span (start, end; seconds) overlaps
+    a span of the load relabelled `into` (not counted), and how many were. A baseline
+    phase is the victim alone: a flood request that was still being served when it began
+    (the flood's last requests finish after their phase ends) makes it no baseline. Left
+    in, such samples raise the baseline exactly when the load reaches the victim, and so
+    hide the slowdown the comparison looks for."""
+    ordered = sorted(load)
+    starts = [a for a, _ in ordered]
+    # Each load span's latest end among those starting no later than it (for bisection).
+    latest_end: list[float] = []
+    for _, end in ordered:
+        latest_end.append(max(end, latest_end[-1]) if latest_end else end)
+    out, moved = [], 0
+    for sample, (begin, end) in zip(samples, spans, strict=True):
+        index = bisect.bisect_left(starts, end) - 1  # load spans that started before this sample ended
+        if sample[1] == phase and index >= 0 and latest_end[index] > begin:
+            out.append((sample[0], into, sample[2], sample[3]))
+            moved += 1
+        else:
+            out.append(sample)
+    return out, moved
 
 
 def p95_ratio(samples: list[Sample], numerator: str = "noisy", denominator: str = "solo") -> float:

@@ -10,6 +10,7 @@ import pytest
 import shapes
 from report import (
     cpuset_cores,
+    not_overlapping,
     p95_ratio,
     p95_ratio_interval,
     percentile,
@@ -192,6 +193,26 @@ def test_p95_ratio_compares_phases_over_every_round(tmp_path):
     assert p95_ratio(solo) == float("inf")  # a missing phase can never pass a threshold
     write_samples(tmp_path / "v.csv", samples)
     assert read_samples(tmp_path / "v.csv") == samples
+
+
+def test_a_baseline_request_that_overlaps_the_load_is_not_counted():
+    """noisy_neighbour's flood requests outlive their phase; a victim solo request served
+    while one still ran is no baseline (planted: with it counted, a slowdown of 2 looks
+    like one of about 1.3)."""
+    samples = [
+        (1, "solo", 100.0, False),
+        (2, "solo", 300.0, False),
+        (2, "solo", 100.0, False),
+        (2, "noisy", 200.0, False),
+    ]
+    spans = [(0.0, 0.1), (10.0, 10.3), (20.0, 20.1), (30.0, 30.2)]
+    flood = [(4.0, 9.0), (5.0, 10.2), (29.9, 35.0)]  # the second ends 0.2 s into round 2's first solo request
+    kept, moved = not_overlapping(samples, spans, flood)
+    assert moved == 1
+    assert kept == [samples[0], (2, "settle", 300.0, False), samples[2], samples[3]]
+    assert phase_p95(kept, "solo") == 100 and p95_ratio(kept) == 2.0
+    assert p95_ratio(samples) < 1.4  # the planted break, left in: the slowdown hidden
+    assert not_overlapping(samples, spans, []) == (samples, 0)
 
 
 def test_p95_ratio_interval_tells_noise_from_a_slowdown():
