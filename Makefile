@@ -120,10 +120,9 @@ device-pack: venv ## Copy ansible-core (pure Python) into .device/site for make 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
-# `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed 1d8edbe in
-# 52.7 minutes, this machine ran d383f25 in 52.5, but on slower days CI took 69 minutes
-# for fe5d72a and this machine 55 for the suites alone (docs/benchmarks.md, "Cold CI of
-# 70db330 here"): the budget is not met on a slow day yet.
+# `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed f429c33 in
+# 54.2 minutes; this machine, 10-15 % slower on most days, ran d85a9d7 in 58.7
+# (docs/benchmarks.md). On CI's slow days (fe5d72a: 69 minutes) the budget is not met.
 # 1. check, the fast tier: lint and unit side by side;
 # 2. suites: every job that times nothing, two at a time in the order of their
 #    prerequisites (make -j2, below);
