@@ -132,14 +132,21 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 # when one fails): where CI's minutes go.
 TEST_STAGES := check suites loadtests
 JOB_TIMES := reports/job-times.txt
+# Each job's and each stage's whole output; a failed stage ends with scripts/why_failed.py's
+# excerpt of the failed jobs' logs (or the stage's), after the times: CI keeps only the
+# tail of the output, and a job beside the failed one can print for many minutes more.
+JOB_LOGS := reports/jobs
 test: ## Everything CI runs, stage by stage, then each stage's and each job's time
 	@t0=$$(date +%s); times=""; mkdir -p reports; : > $(JOB_TIMES); \
+	rm -rf $(JOB_LOGS) && mkdir -p $(JOB_LOGS); \
 	summary() { printf '\nstage times (s):%b\n' "$$times"; printf 'job times (s, start-end):\n'; cat $(JOB_TIMES); }; \
 	$(MAKE) --no-print-directory docker DOCKER_ARGS='$(TEST_DOCKER_ARGS)' || exit 1; \
 	for stage in $(TEST_STAGES); do \
 	  s=$$(date +%s); \
-	  if ! $(MAKE) --no-print-directory $$stage; then \
-	    times="$$times\n  $$(printf '%-24s FAILED after %s s' "$$stage" "$$(( $$(date +%s) - s ))")"; summary; exit 1; \
+	  if ! $(MAKE) --no-print-directory $$stage 2>&1 | tee $(JOB_LOGS)/stage-$$stage.log; then \
+	    times="$$times\n  $$(printf '%-24s FAILED after %s s' "$$stage" "$$(( $$(date +%s) - s ))")"; summary; \
+	    failed=$$(awk '/FAILED$$/ {print "$(JOB_LOGS)/" $$1 ".log"}' $(JOB_TIMES)); \
+	    $(BIN)/python scripts/why_failed.py $${failed:-$(JOB_LOGS)/stage-$$stage.log}; exit 1; \
 	  fi; \
 	  times="$$times\n  $$(printf '%-24s %5s' "$$stage" "$$(( $$(date +%s) - s ))")"; \
 	done; \
@@ -163,7 +170,8 @@ suites: venv docker
 
 # $(call timed,NAME,COMMAND): run a command and note its start, end and length in JOB_TIMES.
 define timed
-	@echo "== $(1) started $$(date +%T)"; s=$$(date +%s); rc=0; $(2) || rc=$$?; e=$$(date +%s); \
+	@echo "== $(1) started $$(date +%T)"; s=$$(date +%s); rc=0; mkdir -p $(JOB_LOGS); \
+	{ $(2); } 2>&1 | tee $(JOB_LOGS)/$(1).log || rc=$$?; e=$$(date +%s); \
 	printf '  %-18s %5s  %s-%s%s\n' $(1) $$((e - s)) "$$(date -d @$$s +%T)" "$$(date -d @$$e +%T)" \
 	  "$$([ $$rc = 0 ] || echo '  FAILED')" >> $(JOB_TIMES); exit $$rc
 endef
