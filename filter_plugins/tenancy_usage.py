@@ -2,7 +2,7 @@
 samples of each host's Prometheus (playbooks/tenants-usage.yml).
 
 Also the metering code the other metering filters import (tenancy_scrape_targets,
-tenancy_usage_queries, tenancy_usage_render): which series make up a tenant's usage,
+tenancy_usage_range, tenancy_usage_render): which series make up a tenant's usage,
 and exact counter increases. Tested in tests/unit/test_metering.py.
 """
 
@@ -26,8 +26,8 @@ short_description: Per-tenant usage over a time range, exact across engine resta
 version_added: "0.1.0"
 description:
   - Sums, per tenant and host, the increase of each usage series over the range from
-    the raw samples Prometheus stored (the answers to C(tenancy_usage_queries)'
-    queries), not PromQL's extrapolating C(increase()).
+    the raw samples Prometheus stored over C(tenancy_usage_range)'s range (read by the
+    C(tenancy_usage_samples) module), not PromQL's extrapolating C(increase()).
   - A counter that goes down was reset (its engine restarted), so its new value is all
     new usage. A series with no sample at or before C(start) starts from 0.
   - Columns - C(requests) (requests the engine served), C(prompt_tokens),
@@ -110,7 +110,7 @@ def sorted_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tenancy_usage(results: Any, start: Any, end: Any) -> dict[str, Any]:
     """Sum each tenant's usage between ``start`` and ``end`` (Unix times) from the
-    answers to tenancy_usage_queries' queries."""
+    raw samples the tenancy_usage_samples module read over tenancy_usage_range's range."""
     try:
         start, end = float(start), float(end)
     except (TypeError, ValueError):

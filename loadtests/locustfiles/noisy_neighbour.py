@@ -12,11 +12,11 @@ their phase (run.py gives this scenario a --stop-timeout, so they finish and are
 instead of being cut off while the engine still serves them): a solo request that
 overlaps one is no baseline and is counted as settle (report.not_overlapping). Left in,
 such requests raise the baseline exactly when the flood reaches the victim: a shared
-core then measured 1.31 instead of about 2 (docs/benchmarks.md). Interleaving the rounds, instead of
-one solo then one noisy phase, keeps slow drift on the host (other containers' health
-checks, page cache) from landing on one side of the comparison only. On a CPU host the
-isolation comes from the planner's disjoint cpusets; see loadtests/README.md for what
-holds on a GPU.
+core then measured 1.31 instead of about 2 (docs/benchmarks.md). Interleaving the
+rounds, instead of one solo then one noisy phase, keeps slow drift on the host (other
+containers' health checks, page cache) from landing on one side of the comparison only.
+On a CPU host the isolation comes from the planner's disjoint cpusets; see
+loadtests/README.md for what holds on a GPU.
 
 The load generator runs on the same host, and it is not part of what is measured: in
 production the clients are elsewhere. Left to the scheduler, Locust lands on the

@@ -31,7 +31,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_tenant_entry",
         "tenancy_tenants_edit",
         "tenancy_usage",
-        "tenancy_usage_queries",
+        "tenancy_usage_range",
         "tenancy_usage_render",
         "tenancy_volume_refusals",
     ]

@@ -18,7 +18,7 @@ from ansible.errors import AnsibleFilterError
 from tenancy_plan import tenancy_plan
 from tenancy_scrape_targets import tenancy_scrape_targets
 from tenancy_usage import USAGE_SERIES, exact_increase, tenancy_usage
-from tenancy_usage_queries import tenancy_usage_queries
+from tenancy_usage_range import tenancy_usage_range
 from tenancy_usage_render import tenancy_usage_render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +192,7 @@ def test_a_series_without_tenant_label_is_refused():
 
 
 def test_the_range_names_every_column_the_lookback_and_the_restart_marker():
-    usage_range = tenancy_usage_queries("1h", "1000000", now=0)
+    usage_range = tenancy_usage_range("1h", "1000000", now=0)
     assert usage_range["start"] == 1000000 - 3600 and usage_range["end"] == 1000000
     assert list(usage_range["series"]) == list(USAGE_SERIES)
     assert usage_range["lookback"] == 300
@@ -201,9 +201,9 @@ def test_the_range_names_every_column_the_lookback_and_the_restart_marker():
 
 
 def test_end_accepts_now_and_iso_times():
-    assert tenancy_usage_queries("15m", "now", now=5000)["end"] == 5000
-    assert tenancy_usage_queries("1d", "2026-11-30T00:00:00Z")["end"] == 1795996800
-    assert tenancy_usage_queries("1d", "2026-11-30T01:00:00+01:00")["end"] == 1795996800
+    assert tenancy_usage_range("15m", "now", now=5000)["end"] == 5000
+    assert tenancy_usage_range("1d", "2026-11-30T00:00:00Z")["end"] == 1795996800
+    assert tenancy_usage_range("1d", "2026-11-30T01:00:00+01:00")["end"] == 1795996800
 
 
 @pytest.mark.parametrize(
@@ -211,7 +211,7 @@ def test_end_accepts_now_and_iso_times():
 )
 def test_bad_range_names_the_field_and_value(since, end, field):
     with pytest.raises(AnsibleFilterError, match=f"field '{field}' has invalid value"):
-        tenancy_usage_queries(since, end)
+        tenancy_usage_range(since, end)
 
 
 # --- rendering -------------------------------------------------------------------------------

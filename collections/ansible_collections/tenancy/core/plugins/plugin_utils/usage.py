@@ -1,4 +1,4 @@
-"""Metering code the usage filters share (tenancy_usage, tenancy_usage_queries): which
+"""Metering code the usage filters share (tenancy_usage, tenancy_usage_range): which
 series make up a tenant's usage, and how a time range is read."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ USAGE_SERIES: dict[str, str] = {
 # passed the old one by the next scrape; the fold uses it for these columns.
 RESTART_MARKER = 'haproxy_process_start_time_seconds{job="tenancy_gateway"}'
 MARKED_COLUMNS = frozenset(c for c, s in USAGE_SERIES.items() if 'job="tenancy_gateway"' in s)
-# The pseudo-column of the marker's answers (raw answers to tenancy_usage_queries).
+# The pseudo-column of the marker's answers (read with the usage series over tenancy_usage_range's range).
 RESTARTS_COLUMN = "restarts"
 
 # Samples before the range's start that give each series its starting value.

@@ -17,7 +17,7 @@ from ansible_collections.tenancy.core.plugins.plugin_utils.usage import (
 )
 
 DOCUMENTATION = r"""
-name: tenancy_usage_queries
+name: tenancy_usage_range
 short_description: The time range and Prometheus series of a usage report
 version_added: "0.1.0"
 description:
@@ -41,7 +41,7 @@ options:
 EXAMPLES = r"""
 - name: Work out the range and the series
   ansible.builtin.set_fact:
-    usage_range: "{{ usage_since | default('24h') | tenancy_usage_queries(usage_end | default('now')) }}"
+    usage_range: "{{ usage_since | default('24h') | tenancy_usage_range(usage_end | default('now')) }}"
 """
 
 RETURN = r"""
@@ -60,7 +60,7 @@ _value:
 """
 
 
-def tenancy_usage_queries(since: Any, end: Any = "now", now: float | None = None) -> dict[str, Any]:
+def tenancy_usage_range(since: Any, end: Any = "now", now: float | None = None) -> dict[str, Any]:
     seconds = parse_duration(since, "since")
     end_s = parse_time(end, "end", time.time() if now is None else now)
     return {
@@ -77,4 +77,4 @@ class FilterModule:
     """Tenancy usage query filter."""
 
     def filters(self) -> dict[str, Any]:
-        return {"tenancy_usage_queries": tenancy_usage_queries}
+        return {"tenancy_usage_range": tenancy_usage_range}
