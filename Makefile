@@ -207,9 +207,11 @@ multihost: venv docker images-export ## Start the multi-host test hosts and conv
 	$(MAKE) --no-print-directory multihost-bringup
 
 # up.yml and the converge, assuming the archives exist (make multihost, make test).
+# The first converge over SSH is one of CI's longest steps (about 10 minutes): a time
+# stamp per task and the slowest tasks at its end say where it goes.
 multihost-bringup: venv
 	time $(BIN)/ansible-playbook tests/multihost/up.yml
-	time $(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
+	time ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks $(BIN)/ansible-playbook -i $(MULTIHOST) site.yml
 
 test-multihost: venv ## Test the converged multi-host inventory from the controller (tests/multihost)
 	TENANCY_MULTIHOST=1 TENANCY_INVENTORY=$(MULTIHOST) $(BIN)/pytest -v tests/multihost --durations=15
