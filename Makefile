@@ -121,8 +121,8 @@ e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
 # `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed f429c33 in
-# 54.2 minutes; this machine, 10-15 % slower on most days, ran d85a9d7 in 58.7
-# (docs/benchmarks.md). On CI's slow days (fe5d72a: 69 minutes) the budget is not met.
+# 54.2 minutes; this machine ran 7ce5c9d in 63-68 minutes on a slow day (52.5 at d383f25;
+# docs/benchmarks.md). On CI's slow days (fe5d72a: 69 minutes) the budget is not met.
 # 1. check, the fast tier: lint and unit side by side;
 # 2. suites: every job that times nothing, two at a time in the order of their
 #    prerequisites (make -j2, below);
