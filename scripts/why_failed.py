@@ -31,6 +31,10 @@ SIGNAL = re.compile(
 )
 # Lines that repeat without saying anything: retries, progress dots.
 NOISE = re.compile(r"^FAILED - RETRYING: |^\.+$")
+# Molecule colours its lines and frames a playbook's output in a box ("  │ fatal: ..."):
+# both go before a line is matched or printed.
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+FRAME = re.compile(r"^[\s│┌└─]+")
 
 
 def excerpt(
@@ -43,7 +47,8 @@ def excerpt(
     Each line is cut to `width` characters. When the whole is over budget, the oldest
     lines go first: the end of a log is where a job stops.
     """
-    lines = [line for line in text.splitlines() if not NOISE.search(line)]
+    bare = (FRAME.sub("", COLOUR.sub("", line)) for line in text.splitlines())
+    lines = [line for line in bare if not NOISE.search(line)]
     starts = [i for i, line in enumerate(lines) if SIGNAL.search(line)][-blocks:]
     keep: list[int] = []
     for start, nxt in zip(starts, [*starts[1:], len(lines)], strict=True):

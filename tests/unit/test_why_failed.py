@@ -56,3 +56,20 @@ def test_main_names_each_log_and_a_missing_one(tmp_path, capsys) -> None:
     assert "== why job-vm failed" in out
     assert "cryptsetup refused" in out
     assert "== why job-e2e failed" in out and "(no log was written)" in out
+
+
+def test_molecule_colours_and_frames_do_not_hide_a_failure() -> None:
+    log = (
+        "\x1b[36mINFO    \x1b[0m volume_vm \u279c side_effect: Executing\n"
+        "  \u2502 TASK [Reboot the VM]\n"
+        "  \u2502 fatal: [tenancy-vm]: UNREACHABLE! => changed=false\n"
+        "  \u2502   msg: Failed to connect to the host via ssh\n"
+        + "  \u2502 ok: [tenancy-vm]\n" * 50
+        + "\x1b[31mCRITICAL\x1b[0m Ansible return code was 4\n"
+        + "\u2514\u2500 Return code: 4\n" * 20
+    )
+    out = excerpt(log, tail=2)
+    assert "fatal: [tenancy-vm]: UNREACHABLE!" in out
+    assert "msg: Failed to connect to the host via ssh" in out
+    assert "CRITICAL Ansible return code was 4" in out
+    assert "\x1b" not in out and "\u2502" not in out
