@@ -241,21 +241,34 @@ def chat_status(tenant: dict, key: str, session=None) -> int:
     )
 
 
+class Statuses(list):
+    """Statuses in the order the answers came, and (time sent, status) of the failed ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[tuple[float, int | str]] = []
+
+
 @contextlib.contextmanager
 def keep_alive_clients(tenant: dict, name: str, inventory, count: int, pause: float) -> Iterator[list]:
     """`count` keep-alive clients without retries, each sending a chat to `tenant` every
     `pause` seconds with the key the controller's file holds at that moment, until the
-    block ends. Yields the list their statuses (or exception names) are appended to."""
-    stop, results = threading.Event(), []
+    block ends. Yields the list their statuses (or exception names) are appended to; its
+    `failed` attribute lists (time.monotonic() when sent, status) of each that was not 200."""
+    stop, results = threading.Event(), Statuses()
 
     def run() -> None:
         session = requests.Session()
         session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
         while not stop.is_set():
+            sent = time.monotonic()
             try:
-                results.append(chat_status(tenant, key_file(inventory, name).read_text().strip(), session))
+                status = chat_status(tenant, key_file(inventory, name).read_text().strip(), session)
             except requests.RequestException as error:
-                results.append(type(error).__name__)
+                status = type(error).__name__
+            results.append(status)
+            if status != 200:
+                results.failed.append((sent, status))
             time.sleep(pause)
 
     threads = [threading.Thread(target=run) for _ in range(count)]
@@ -276,11 +289,14 @@ def test_a_docker_daemon_restart_fails_no_request(tenants, inventory):
     either host is restarted. (The planted break, live-restore false, was proven once:
     docs/benchmarks.md, "Front door".) dockerd stays down 40 s."""
     before = {host: containers_on(host) for host in HOSTS}
+    since = on_host("mh2", "date", "-u", "+%Y-%m-%dT%H:%M:%S").strip()
+    marks = {}
     with (
         keep_alive_clients(tenants["bravo"], "bravo", inventory, 2, 0.25) as bravo,
         keep_alive_clients(tenants["alpha"], "alpha", inventory, 2, 0.25) as alpha,
     ):
         time.sleep(3)
+        marks["dockerd killed"] = time.monotonic()
         on_host(
             "mh2", "sh", "-c", "pid=$(cat /var/run/docker.pid); kill $pid; while [ -d /proc/$pid ]; do sleep 0.2; done"
         )
@@ -289,7 +305,9 @@ def test_a_docker_daemon_restart_fails_no_request(tenants, inventory):
         # cannot resolve (30 s): Docker's embedded DNS is dockerd's. Its first cold CI run
         # lost 96 requests to 503s here, before the gateway's resolvers held the last address.
         time.sleep(40)
+        marks["role started"] = time.monotonic()
         started = playbook("host.yml", "--tags", "docker")
+        marks["role ended"] = time.monotonic()
         time.sleep(3)
     results = {"bravo": bravo, "alpha": alpha}
     assert down == "down", "dockerd on mh2 did not stop"
@@ -297,8 +315,29 @@ def test_a_docker_daemon_restart_fails_no_request(tenants, inventory):
     assert "up" in on_host("mh2", "sh", "-c", "docker info >/dev/null 2>&1 && echo up")
     for name, codes in results.items():
         assert len(codes) > 20, f"{name}: only {len(codes)} requests"
-        assert set(codes) == {200}, f"{name}: {len(codes) - codes.count(200)} of {len(codes)} failed: {set(codes)}"
+        assert set(codes) == {200}, (
+            f"{name}: {len(codes) - codes.count(200)} of {len(codes)} failed: {set(codes)}\n"
+            + restart_timeline(marks, codes.failed)
+            + gateway_log(tenants["bravo"], since)
+        )
     assert {host: containers_on(host) for host in HOSTS} == before, "a container was restarted"
+
+
+def restart_timeline(marks: dict[str, float], failed: list[tuple[float, int | str]]) -> str:
+    """When each failed request was sent, in seconds after dockerd was killed, beside the
+    test's own marks."""
+    zero = marks["dockerd killed"]
+    rows = sorted([(t - zero, name) for name, t in marks.items()] + [(t - zero, f"{s}") for t, s in failed])
+    return "timeline (s after dockerd was killed):\n" + "\n".join(f"  {t:7.2f}  {what}" for t, what in rows) + "\n"
+
+
+def gateway_log(tenant: dict, since: str) -> str:
+    """bravo's gateway log since the test began, without its 200 lines: HAProxy's
+    termination state says whether it found no server (SC, <NOSRV>) or lost the
+    connection (SD, SH)."""
+    gateway = tenant["names"]["gateway"]
+    log = on_host("mh2", "sh", "-c", f"docker logs --since {since} {gateway} 2>&1 | grep -v ' 200 ' | tail -n 40")
+    return f"{gateway}'s log since {since} UTC, 200s left out:\n{log}"
 
 
 def test_rotation_on_the_second_host_fails_no_request(tenants, inventory, tenants_file):

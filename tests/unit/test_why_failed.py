@@ -31,13 +31,36 @@ def test_the_reason_survives_a_long_log_and_the_noise_does_not() -> None:
     assert len(out) <= 3000
 
 
-def test_long_lines_are_cut_and_the_oldest_lines_go_over_budget() -> None:
+def test_long_lines_are_cut_and_a_block_keeps_its_first_lines_over_budget() -> None:
     log = "\n".join(f"fatal: [h{i}]: FAILED! => " + "x" * 1000 for i in range(10))
     out = excerpt(log, budget=1200, width=200, blocks=10)
     assert all(len(line) <= 200 for line in out.splitlines())
     assert len(out) <= 1200
-    assert "fatal: [h9]" in out
-    assert "fatal: [h0]" not in out
+    assert "fatal: [h0]" in out  # where the run of failures starts
+    assert "fatal: [h9]" in out  # the log's last line
+
+
+def test_the_reason_wins_over_a_long_molecule_tail() -> None:
+    """d9308da's CI run: the VM job's excerpt (3,000 characters, half the budget) held only
+    Molecule's closing table; the fatal block, oldest, went first."""
+    reason = (
+        "  \u2502 TASK [Record what crypttab and fstab reopened at boot] ****\n"
+        "  \u2502 fatal: [tenancy-vm]: FAILED! => changed=true\n"
+        "  \u2502   msg: non-zero return code\n"
+        "  \u2502   rc: 1\n"
+    )
+    closing = "".join(
+        f"volume_vm \u279c step{i}: Executed: Failed (Ansible return code was 2, command was: "
+        f"ansible-playbook --inventory /root/.ansible/tmp/molecule/inventory {'x' * 120})\n"
+        for i in range(12)
+    )
+    log = "ok\n" * 200 + reason + "  \u2502 ok: [tenancy-vm]\n" * 30
+    log += "ERROR    Molecule executed 1 scenario\n" + closing
+    out = excerpt(log, budget=3000)
+    assert len(out) <= 3000
+    assert "fatal: [tenancy-vm]: FAILED!" in out
+    assert "msg: non-zero return code" in out
+    assert "step11" in out  # the log's last line
 
 
 def test_pytest_failures_are_kept() -> None:
