@@ -83,6 +83,9 @@ check: venv ## The fast tier: lint and unit tests, side by side (a few minutes; 
 volume: venv ## The tenant role's LUKS header, key, rotation and erase tasks on loop devices
 	$(BIN)/pytest -v tests/volume --durations=10
 
+gateway: venv docker ## The gateway's HAProxy (its image, the template's resolvers) through a DNS outage and NXDOMAIN (tests/gateway)
+	$(BIN)/pytest -v tests/gateway --durations=5
+
 volume-vm: venv ## LUKS volumes on a real kernel: Molecule scenario in a qemu VM (roles/tenant/molecule/volume_vm)
 	cd roles/tenant && molecule test -s volume_vm
 
@@ -160,11 +163,11 @@ test: ## Everything CI runs, stage by stage, then each stage's and each job's ti
 #           Locust scenarios (on the tenants e2e leaves);
 #   slot 2: the image build and export -> the multi-host job (bring-up, suite, testinfra
 #           and its planted breaks, removal: idle, those hosts cost about 0.3 of a core)
-#           -> the loop-device LUKS tests -> Molecule (its Docker-in-Docker instances use
-#           the local base image).
+#           -> the loop-device LUKS tests -> the gateway's DNS test (its image) ->
+#           Molecule (its Docker-in-Docker instances use the local base image).
 # Order-only prerequisites (after |) only order jobs; a failed job stops make either way.
 # Side-by-side jobs print their output whole when each ends.
-SUITE_JOBS := job-images job-volume job-vm job-e2e job-multihost job-load-untimed job-molecule
+SUITE_JOBS := job-images job-volume job-vm job-e2e job-multihost job-gateway job-load-untimed job-molecule
 suites: venv docker
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(SUITE_JOBS)
 
@@ -190,7 +193,9 @@ job-multihost: job-images
 	$(call timed,multihost-down,$(MAKE) --no-print-directory multihost-down)
 job-load-untimed: job-e2e
 	$(call timed,$@,$(BIN)/python loadtests/run.py --short --only untimed --inventory $(INVENTORY) all)
-job-molecule: job-images | job-volume
+job-gateway: job-images | job-volume
+	$(call timed,$@,$(MAKE) --no-print-directory gateway)
+job-molecule: job-images | job-gateway
 	$(call timed,$@,$(MAKE) --no-print-directory molecule)
 
 # Multi-host: two Debian 12 hosts in system containers, reached only over SSH
