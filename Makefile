@@ -2,7 +2,8 @@
 #   make demo   - set everything up and deploy the two demo tenants (CPU build of vLLM)
 #   make test   - everything CI runs: lint, unit, LUKS on loop devices, e2e, the Locust
 #                 scenarios and their planted break, the multi-host stage (two hosts over
-#                 SSH: their suite, testinfra and its planted breaks), Molecule, LUKS VM
+#                 SSH: their suite, testinfra and its planted breaks), Molecule, LUKS VM;
+#                 the stages and jobs are declared in scripts/ci.py (STAGES)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -16,9 +17,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv docker demo deploy smoke plan usage lint unit volume volume-vm molecule e2e test bench loadtest \
   loadtest-short loadtest-planted loadtest-short-planted scenarios loadtests multihost-bringup \
-  multihost-checks suites check job-images job-volume job-vm job-e2e job-multihost job-load-untimed job-molecule \
+  multihost-checks check docker-test loadtests-untimed \
   test-infra test-infra-planted test-gpu bench-verbs bench-monitoring device-check device-pack images-export multihost \
-  multihost-up multihost-down test-multihost multihost-stage
+  multihost-up multihost-down test-multihost multihost-stage gateway
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -123,80 +124,18 @@ device-pack: venv ## Copy ansible-core (pure Python) into .device/site for make 
 e2e: venv docker ## Deploy the demo tenants and test them end to end
 	$(BIN)/pytest -v tests/e2e --durations=15
 
-# `make test`, on a 2-core machine; CI's budget is 55 minutes cold: CI passed f429c33 in
-# 54.2 minutes; this machine ran 7ce5c9d in 63-68 minutes on a slow day (52.5 at d383f25;
-# docs/benchmarks.md). On CI's slow days (fe5d72a: 69 minutes) the budget is not met.
-# 1. check, the fast tier: lint and unit side by side;
-# 2. suites: every job that times nothing, two at a time in the order of their
-#    prerequisites (make -j2, below);
-# 3. loadtests: the Locust scenarios and their planted break, alone, on the tenants e2e
-#    leaves deployed (the multi-host hosts are gone by then).
-# Each stage's time, and each job's start, end and length, are printed at the end (also
-# when one fails): where CI's minutes go.
-TEST_STAGES := check suites loadtests
-JOB_TIMES := reports/job-times.txt
-# Each job's and each stage's whole output; a failed stage ends with scripts/why_failed.py's
-# excerpt of the failed jobs' logs (or the stage's), after the times: CI keeps only the
-# tail of the output, and a job beside the failed one can print for many minutes more.
-JOB_LOGS := reports/jobs
-test: ## Everything CI runs, stage by stage, then each stage's and each job's time
-	@t0=$$(date +%s); times=""; mkdir -p reports; : > $(JOB_TIMES); \
-	rm -rf $(JOB_LOGS) && mkdir -p $(JOB_LOGS); \
-	summary() { printf '\nstage times (s):%b\n' "$$times"; printf 'job times (s, start-end):\n'; cat $(JOB_TIMES); }; \
-	$(MAKE) --no-print-directory docker DOCKER_ARGS='$(TEST_DOCKER_ARGS)' || exit 1; \
-	for stage in $(TEST_STAGES); do \
-	  s=$$(date +%s); \
-	  if ! $(MAKE) --no-print-directory $$stage 2>&1 | tee $(JOB_LOGS)/stage-$$stage.log; then \
-	    times="$$times\n  $$(printf '%-24s FAILED after %s s' "$$stage" "$$(( $$(date +%s) - s ))")"; summary; \
-	    failed=$$(awk '/FAILED$$/ {print "$(JOB_LOGS)/" $$1 ".log"}' $(JOB_TIMES)); \
-	    $(BIN)/python scripts/why_failed.py $${failed:-$(JOB_LOGS)/stage-$$stage.log}; exit 1; \
-	  fi; \
-	  times="$$times\n  $$(printf '%-24s %5s' "$$stage" "$$(( $$(date +%s) - s ))")"; \
-	done; \
-	times="$$times\n  $$(printf '%-24s %5s' total "$$(( $$(date +%s) - t0 ))")"; summary
+# `make test` is scripts/ci.py: its STAGES table says what runs, in what order and what
+# side by side (two lanes in the suites stage: the machine has two cores), and each job
+# is one of the targets in this file. It prints each stage's and job's time against CI's
+# budget (50 minutes cold) and the figures in docs/benchmarks.md ("CI times"), keeps each
+# job's output in reports/jobs/JOB.log and, when a job fails, ends with
+# scripts/why_failed.py's excerpt of its log (CI keeps only the tail of the output).
+# One job alone: make test ONLY=e2e (or scripts/ci.py --only e2e); all: scripts/ci.py --list.
+test: venv ## Everything CI runs (scripts/ci.py: the stages and jobs declared); ONLY=job[,job] runs just those
+	$(BIN)/python scripts/ci.py $(if $(ONLY),--only $(ONLY))
 
-# The suites stage. The machine's two cores are busy all through it (2026-11-30: 97 %),
-# so what counts is the total work and keeping both slots full to the end: two chains of
-# about equal length, in an order fixed by prerequisites (make -j2 does not start goals in
-# the order given):
-#   slot 1: the LUKS VM (a core under TCG; it needs nothing else) -> e2e -> the untimed
-#           Locust scenarios (on the tenants e2e leaves);
-#   slot 2: the image build and export -> the multi-host job (bring-up, suite, testinfra
-#           and its planted breaks, removal: idle, those hosts cost about 0.3 of a core)
-#           -> the loop-device LUKS tests -> the gateway's DNS test (its image) ->
-#           Molecule (its Docker-in-Docker instances use the local base image).
-# Order-only prerequisites (after |) only order jobs; a failed job stops make either way.
-# Side-by-side jobs print their output whole when each ends.
-SUITE_JOBS := job-images job-volume job-vm job-e2e job-multihost job-gateway job-load-untimed job-molecule
-suites: venv docker
-	$(MAKE) --no-print-directory -j2 --output-sync=target $(SUITE_JOBS)
-
-# $(call timed,NAME,COMMAND): run a command and note its start, end and length in JOB_TIMES.
-define timed
-	@echo "== $(1) started $$(date +%T)"; s=$$(date +%s); rc=0; mkdir -p $(JOB_LOGS); \
-	{ $(2); } 2>&1 | tee $(JOB_LOGS)/$(1).log || rc=$$?; e=$$(date +%s); \
-	printf '  %-18s %5s  %s-%s%s\n' $(1) $$((e - s)) "$$(date -d @$$s +%T)" "$$(date -d @$$e +%T)" \
-	  "$$([ $$rc = 0 ] || echo '  FAILED')" >> $(JOB_TIMES); exit $$rc
-endef
-
-job-images: venv
-	$(call timed,$@,$(MAKE) --no-print-directory images-export)
-job-volume: venv | job-multihost
-	$(call timed,$@,$(MAKE) --no-print-directory volume)
-job-vm: venv
-	$(call timed,$@,$(MAKE) --no-print-directory volume-vm)
-job-e2e: job-images | job-vm
-	$(call timed,$@,$(MAKE) --no-print-directory e2e)
-job-multihost: job-images
-	$(call timed,multihost-up,$(MAKE) --no-print-directory multihost-bringup)
-	$(call timed,multihost-checks,$(MAKE) --no-print-directory multihost-checks)
-	$(call timed,multihost-down,$(MAKE) --no-print-directory multihost-down)
-job-load-untimed: job-e2e
-	$(call timed,$@,$(BIN)/python loadtests/run.py --short --only untimed --inventory $(INVENTORY) all)
-job-gateway: job-images | job-volume
-	$(call timed,$@,$(MAKE) --no-print-directory gateway)
-job-molecule: job-images | job-gateway
-	$(call timed,$@,$(MAKE) --no-print-directory molecule)
+docker-test: venv ## Docker as make test owns it (tests/docker-daemon.yml: kernel NAT, live-restore)
+	$(MAKE) --no-print-directory docker DOCKER_ARGS='$(TEST_DOCKER_ARGS)'
 
 # Multi-host: two Debian 12 hosts in system containers, reached only over SSH
 # (tests/multihost/README.md). The controller builds the images once and ships them as
@@ -238,10 +177,13 @@ multihost-stage: multihost ## make multihost, multihost-checks, multihost-down
 # The timed Locust scenarios and their planted break, alone (on the tenants e2e leaves
 # deployed), with the multi-host test hosts paused if any are up: the freezer stops their
 # engines' idle polling. The untimed ones (they count: rotation, rate_limit) run in the
-# suites stage beside other jobs (job-load-untimed).
+# suites stage beside other jobs (loadtests-untimed).
 loadtests: venv ## The short timed Locust scenarios and the planted break, with the multi-host test hosts paused
 	tests/hold-containers.sh pause tenancy.multihost=true \
 	  $(BIN)/python loadtests/run.py --short --planted --only timed --inventory $(INVENTORY) all
+
+loadtests-untimed: venv ## The short Locust scenarios that count, not time (rotation, rate_limit), on the deployed tenants
+	$(BIN)/python loadtests/run.py --short --only untimed --inventory $(INVENTORY) all
 
 # Scenarios: qps noisy_neighbour oom rotation chaos rate_limit front_door, or all (loadtests/README.md);
 # noisy_images (a flood of big pictures on the image tenant) runs only when named.

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Print why a `make test` job failed: the lines of its log that say so, in a few KB.
 
-`make test` runs its suites two at a time with `--output-sync`, so a failed job's output
-is printed when that job ends, and the job beside it can print for many minutes more.
+`make test` (scripts/ci.py) runs its suites two at a time, so a failed job's output is
+printed when that job ends, and the job beside it can print for many minutes more.
 CI keeps only the tail of what `.ci/run` printed: twice a failure's reason was gone
-from it (fe5d72a's chaos scenario; eed2e24's LUKS VM). The Makefile keeps each job's
+from it (fe5d72a's chaos scenario; eed2e24's LUKS VM). scripts/ci.py keeps each job's
 whole output in reports/jobs/JOB.log and, when a stage fails, ends with this script's
 excerpt of each failed job's log, after the stage and job times.
 

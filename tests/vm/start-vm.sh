@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Boot a throwaway VM from the cached image (build-image.sh) and wait until SSH answers.
-# Usage: start-vm.sh IMAGE_DIR RUN_DIR SSH_PORT
+# Usage: start-vm.sh IMAGE_DIR RUN_DIR SSH_PORT [--keep-disks]
 # - The root disk is a copy-on-write overlay in RUN_DIR, so the cached image stays clean.
+# - --keep-disks boots the disks a previous start left in RUN_DIR (power-cycle.sh: the
+#   same machine powered on again).
 # - A second, empty 256 MiB disk (/dev/vdb) stands for "a given block device".
 # - Ansible reaches the VM as root through 127.0.0.1:SSH_PORT.
 # - TCG by default: nested KVM on these machines fails ("failed to set MSR") or hangs.
@@ -10,11 +12,18 @@ set -euo pipefail
 image=$1
 run=$2
 port=$3
+keep=${4:-}
 
 mkdir -p "$run"
-rm -f "$run/root.qcow2" "$run/vdb.img"
-qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$run/root.qcow2"
-truncate -s 256M "$run/vdb.img"
+if [ "$keep" = --keep-disks ]; then
+  [ -s "$run/root.qcow2" ] && [ -s "$run/vdb.img" ] || { echo "no disks to keep in $run" >&2; exit 1; }
+else
+  rm -f "$run/root.qcow2" "$run/vdb.img"
+  qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$run/root.qcow2"
+  truncate -s 256M "$run/vdb.img"
+fi
+# What power-cycle.sh needs to boot this machine again.
+printf 'image=%q\nport=%q\n' "$image" "$port" >"$run/vm.env"
 
 accel=tcg
 cpu=${TENANCY_VM_CPU:-max}
