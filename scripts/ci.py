@@ -86,7 +86,7 @@ STAGES: tuple[Stage, ...] = (
     # The fast tier: a lint or unit failure stops the run in about a minute. Docker's
     # set-up (mostly apt and the daemon's start, little CPU) goes beside it: every later
     # job needs the daemon, and neither lint nor the unit tests do.
-    Stage("check", (("check",), ("docker",)), "lint and unit tests; Docker installed and started beside them"),
+    Stage("fast", (("check",), ("docker",)), "lint and unit tests; Docker installed and started beside them"),
     # Both cores are busy all through this stage, so what counts is the total work and two
     # lanes of about equal length. The VM takes one core under TCG and needs nothing, so
     # it starts at once; e2e follows it (images are long done by then). The multi-host
@@ -99,7 +99,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         "every job that times nothing, two at a time",
     ),
-    Stage("loadtests", (("loadtests",),), "timed: nothing else may run beside it (on the tenants e2e left)"),
+    Stage("timed", (("loadtests",),), "what times: nothing else may run beside it (on the tenants e2e left)"),
 )
 
 JOB_BY_NAME = {job.name: job for job in JOBS}
@@ -107,8 +107,8 @@ JOB_BY_NAME = {job.name: job for job in JOBS}
 
 def validate(stages: tuple[Stage, ...], jobs: dict[str, Job]) -> list[str]:
     """What is wrong with a declaration: jobs declared but never run or run twice,
-    unknown names, needs that no earlier point of the run satisfies (a lane would wait
-    for ever)."""
+    unknown names, a stage named as a job, needs that no earlier point of the run
+    satisfies (a lane would wait for ever)."""
     problems: list[str] = []
     placed = [name for stage in stages for lane in stage.lanes for name in lane]
     for name in sorted({n for n in placed if placed.count(n) > 1}):
@@ -117,6 +117,9 @@ def validate(stages: tuple[Stage, ...], jobs: dict[str, Job]) -> list[str]:
         problems.append(f"job {name} is in a stage but not declared")
     for name in sorted(set(jobs) - set(placed)):
         problems.append(f"job {name} is declared but in no stage")
+    # Stages and jobs share one table in the results page (and one namespace in growth).
+    for name in sorted({stage.name for stage in stages} & set(jobs)):
+        problems.append(f"stage {name} has a job's name: the two would share one row of the results page")
     if problems:
         return problems
     done: set[str] = set()

@@ -37,6 +37,7 @@ def _jobs(*specs: tuple[str, tuple[str, ...]]) -> dict[str, Job]:
         ((Stage("s", (("a",),), ""),), _jobs(("a", ()), ("b", ())), "job b is declared but in no stage"),
         ((Stage("s", (("a", "z"),), ""),), _jobs(("a", ())), "job z is in a stage but not declared"),
         ((Stage("s", (("a",), ("a",)), ""),), _jobs(("a", ())), "job a is in more than one place"),
+        ((Stage("a", (("a",),), ""),), _jobs(("a", ())), "stage a has a job's name"),
         (
             (Stage("s", (("a",),), ""), Stage("t", (("b",),), "")),
             _jobs(("a", ("b",)), ("b", ())),
