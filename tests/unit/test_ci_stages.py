@@ -4,7 +4,10 @@ plays it (lanes side by side, needs waited for, a failure stops new jobs)."""
 from __future__ import annotations
 
 import re
+import subprocess
 import textwrap
+import threading
+import time
 
 import ci
 import pytest
@@ -90,6 +93,25 @@ def test_a_failure_starts_nothing_new_and_lets_running_jobs_finish(tmp_path):
     assert status == {"bad": "FAILED", "after": "not run", "slow": "passed", "later": "not run"}
     assert "FAILED" in (tmp_path / "times.txt").read_text()
     assert "boom" in (tmp_path / "logs" / "bad.log").read_text()
+
+
+def test_the_deadline_kills_what_runs_and_names_it(tmp_path):
+    """A job that hangs is killed (its children too) and counts as failed; nothing new starts."""
+    _makefile(tmp_path, {"hang": "sleep 300 & sleep 300", "next": "true", "quick": "true"})
+    jobs = _jobs(("hang", ()), ("next", ()), ("quick", ()))
+    stage = Stage("s", (("hang", "next"), ("quick",)), "")
+    runner = _runner(tmp_path, jobs, (stage,))
+    timer = threading.Timer(1.0, runner.time_out, kwargs={"grace": 5})
+    started = time.monotonic()
+    timer.start()
+    assert not runner.run_stage(stage)
+    assert time.monotonic() - started < 15, "the hung job was not killed"
+    assert runner.timed_out == ["hang"]
+    status = {n: runner.results[n].status if n in runner.results else "not run" for n in jobs}
+    assert status == {"hang": "FAILED", "next": "not run", "quick": "passed"}
+    assert "passed its deadline" in (tmp_path / "logs" / "hang.log").read_text()
+    leftover = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout
+    assert not leftover.strip(), f"the job's children outlived it: {leftover}"
 
 
 def test_a_need_outside_the_run_is_assumed(tmp_path):
