@@ -22,6 +22,7 @@ jobs' logs: CI keeps only the tail of the output.
     scripts/ci.py --only e2e       one job (or several, comma-separated), nothing else;
                                    its needs are not run: they must have run before
     scripts/ci.py --list           the stages, lanes, jobs and their make targets
+    scripts/ci.py --deadline S     kill what still runs after S seconds (default 84 min)
 """
 
 from __future__ import annotations
@@ -238,7 +239,8 @@ class Runner:
         with self.changed:
             self.running.pop(job.name, None)
             result.end = time.time()
-            result.status = "passed" if rc == 0 and not killed else "FAILED"
+            passed = rc == 0 and not killed
+            result.status = "passed" if passed else "FAILED"
             self.changed.notify_all()
         if not stream:
             self.say(f"== {job.name} output (reports/jobs/{job.name}.log) ==\n{log.read_text(errors='replace')}")
@@ -247,9 +249,9 @@ class Runner:
         with self.lock, self.times.open("a") as times:
             times.write(
                 f"  {job.name:<18} {result.seconds:>5}  {_hms(result.start)}-{_hms(result.end)}"
-                f"{'' if rc == 0 else '  FAILED'}\n"
+                f"{'' if passed else '  FAILED'}\n"
             )
-        return rc == 0
+        return passed
 
     def kill_all(self, sig: int = signal.SIGTERM) -> None:
         with self.lock:
@@ -417,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     if failed_stage is None:
         return 0
     failed = [str(logs / f"{n}.log") for n, r in runner.results.items() if r.status == "FAILED"]
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "why_failed.py"), *failed], check=False)
+    if failed:  # none when the deadline came between two jobs
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "why_failed.py"), *failed], check=False)
+    else:
+        print(f"scripts/ci.py: no job failed; the run stopped at its deadline ({args.deadline} s)")
     return 1
 
 

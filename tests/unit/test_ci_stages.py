@@ -110,6 +110,7 @@ def test_the_deadline_kills_what_runs_and_names_it(tmp_path):
     status = {n: runner.results[n].status if n in runner.results else "not run" for n in jobs}
     assert status == {"hang": "FAILED", "next": "not run", "quick": "passed"}
     assert "passed its deadline" in (tmp_path / "logs" / "hang.log").read_text()
+    assert "hang" in (tmp_path / "times.txt").read_text().split("FAILED")[0], "the times row hides the kill"
     leftover = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout
     assert not leftover.strip(), f"the job's children outlived it: {leftover}"
 
