@@ -1,9 +1,10 @@
 """Gateway overhead: completion requests/s and p50 latency straight to one tenant's
 engine versus through its gateway, at the same concurrency.
 
-The engine sits on an internal Docker network; the host can still reach its bridge
-address, which is what "direct" means here (no tenant can). Prints one table and the
-ratios. Usage:
+The engine sits on an internal Docker network whose bridge has no host address
+(inhibit_ipv4, roles/tenant/tasks/network.yml), so no local user reaches it. For the
+"direct" path this script (as root) gives the host that address for the length of the
+run and removes it afterwards. Prints one table and the ratios. Usage:
   python scripts/bench_gateway.py [--inventory inventory/local] [--tenant companyA]
                                   [--requests 400] [--concurrency 8] [--rounds 3]
 """
@@ -11,7 +12,10 @@ ratios. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import statistics
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +48,20 @@ def run(url: str, headers: dict[str, str], model: str, total: int, concurrency: 
     return total / elapsed, statistics.median(latencies) * 1000 if latencies else float("nan"), failures
 
 
+@contextlib.contextmanager
+def route_into(network) -> object:
+    """The host's address on the network's bridge (Docker reserves it as the gateway)."""
+    attrs = network.attrs
+    bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}"
+    config = next(c for c in attrs["IPAM"]["Config"] if ipaddress.ip_network(c["Subnet"]).version == 4)
+    address = f"{config['Gateway']}/{config['Subnet'].split('/')[1]}"
+    subprocess.run(["ip", "address", "add", address, "dev", bridge], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "address", "del", address, "dev", bridge], check=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", default="inventory/local")
@@ -55,7 +73,8 @@ def main() -> int:
 
     plan = [t for t in load_plan(args.inventory) if t["state"] == "present"]
     tenant = next(t for t in plan if args.tenant in (None, t["name"]))
-    engine = docker.from_env().containers.get(tenant["names"]["engine"])
+    client = docker.from_env()
+    engine = client.containers.get(tenant["names"]["engine"])
     engine_ip = engine.attrs["NetworkSettings"]["Networks"][tenant["names"]["network"]]["IPAddress"]
     targets = {
         "direct": (f"http://{engine_ip}:8000/v1/completions", {}),
@@ -65,9 +84,10 @@ def main() -> int:
         ),
     }
     samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in targets}
-    for _ in range(args.rounds):
-        for name, (url, headers) in targets.items():  # interleaved, so drift hits both alike
-            samples[name].append(run(url, headers, tenant["served_model_name"], args.requests, args.concurrency))
+    with route_into(client.networks.get(tenant["names"]["network"])):
+        for _ in range(args.rounds):
+            for name, (url, headers) in targets.items():  # interleaved, so drift hits both alike
+                samples[name].append(run(url, headers, tenant["served_model_name"], args.requests, args.concurrency))
 
     print(
         f"tenant {tenant['name']}, {args.requests} completions x {args.rounds} rounds, "

@@ -100,12 +100,67 @@ def luks_problems(tenant: dict) -> list[str]:
     return checks.luks_active(status, source, mapper)
 
 
+# Run as uid/gid 65534 (nobody, no groups): what any local user without Docker rights gets.
+AS_LOCAL_USER = "setpriv --reuid=65534 --regid=65534 --clear-groups --"
+MODELS_PROBE = """
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(f"http://{sys.argv[1]}:8000/v1/models", timeout=3) as answer:
+        print(answer.status, answer.read(4000).decode(errors="replace"))
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.reason)
+except OSError as exc:
+    print(0, exc)
+"""
+
+
+def internal_bridge(tenant: dict) -> tuple[str, str]:
+    """The tenant's internal network's Linux bridge on its host, and the gateway address
+    (with prefix) Docker reserved for it: `br-<id>` unless the network names its bridge."""
+    network = docker_on(tenant).network(tenant["names"]["network"])
+    bridge = (network.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{network['Id'][:12]}"
+    (config,) = [c for c in network["IPAM"]["Config"] if ":" not in c["Subnet"]]
+    return bridge, f"{config['Gateway']}/{config['Subnet'].split('/')[1]}"
+
+
+def local_user_view(tenant: dict) -> list[str]:
+    """What an unprivileged local user on the tenant's host gets from its engine, as the
+    problems checks.engine_open_to_local_user finds (empty: nothing)."""
+    host = infra_host(tenant["host"])
+    address = engine_address(docker_on(tenant), tenant)
+    route = host.check_output("ip -o route get %s", address)
+    answer = host.check_output(f"{AS_LOCAL_USER} /usr/bin/python3 -c %s %s", MODELS_PROBE, address)
+    status, _, body = answer.partition(" ")
+    return checks.engine_open_to_local_user(tenant["name"], internal_bridge(tenant)[0], route, int(status), body)
+
+
+@contextlib.contextmanager
+def host_address_on_bridge(tenant: dict) -> Iterator[None]:
+    """Give the host its address on the tenant's internal bridge back (what Docker does
+    without inhibit_ipv4), for as long as the block runs: the planted break of
+    test_local_user_cannot_reach_any_engine, and the way in for the breaks that point a
+    check at the engine itself. The address is removed again, whatever happens."""
+    host = infra_host(tenant["host"])
+    bridge, address = internal_bridge(tenant)
+    host.run_expect([0], "ip address add %s dev %s", address, bridge)
+    try:
+        yield
+    finally:
+        host.run_expect([0], "ip address del %s dev %s", address, bridge)
+
+
 @contextlib.contextmanager
 def engine_url(tenant: dict) -> Iterator[str]:
     """A URL of the tenant's engine itself (port 8000 on its internal network), for the
     planted breaks that point a check at the engine instead of the gateway. On the
     controller's own host that is the engine's address; on a remote host, an SSH tunnel
-    through that host, with the inventory's own connection settings."""
+    through that host, with the inventory's own connection settings. The host has no
+    route into the internal network (inhibit_ipv4), so one is made for the duration."""
+    with host_address_on_bridge(tenant):
+        yield from _engine_url(tenant)
+
+
+def _engine_url(tenant: dict) -> Iterator[str]:
     address = engine_address(docker_on(tenant), tenant)
     variables = host_vars(tenant["host"])
     if variables.get("ansible_connection") == "local":

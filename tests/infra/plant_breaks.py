@@ -35,8 +35,10 @@ from infra_env import (  # noqa: E402
     expected_mounts,
     flood_refused,
     gateway_config_state,
+    host_address_on_bridge,
     infra_host,
     key_leaks_in_docker,
+    local_user_view,
     luks_problems,
     plan,
     playbook_output,
@@ -225,6 +227,14 @@ def every_refused_request_logged(a: dict, _b: dict) -> Iterator[list[str]]:
     yield checks.refused_log_lines(lines, refused, seconds, cap)
 
 
+def host_on_internal_bridge(a: dict, _b: dict) -> Iterator[list[str]]:
+    """The host given its address on A's internal bridge (Docker's default without
+    inhibit_ipv4): a local user routes in and reads A's engine with no key."""
+    with host_address_on_bridge(a):
+        yield local_user_view(a)
+    yield local_user_view(a)
+
+
 def gateway_forwards_every_path(a: dict, _b: dict) -> Iterator[list[str]]:
     """The check pointed at the engine itself, i.e. a gateway that forwards everything."""
     with engine_url(a) as url:
@@ -340,6 +350,7 @@ BREAKS = [
     Break(
         "engine-reaches-another-host", "test_engine_cannot_reach_another_tenants_engine", engine_reaches_another_host
     ),
+    Break("host-on-internal-bridge", "test_local_user_cannot_reach_any_engine", host_on_internal_bridge),
     Break("engine-publishes-port", "test_engine_joins_only_its_internal_network", engine_publishes_port),
     Break("gateway-publishes-admin-port", "test_gateway_publishes_only_the_tenant_port", gateway_publishes_admin_port),
     Break(

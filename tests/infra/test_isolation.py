@@ -7,7 +7,15 @@ import checks
 import pytest
 import requests
 from gateway_probe import path_statuses, raw_status
-from infra_env import docker_on, flood_refused, gateway_config_state, setting, tenant_ids, tenant_pairs
+from infra_env import (
+    docker_on,
+    flood_refused,
+    gateway_config_state,
+    local_user_view,
+    setting,
+    tenant_ids,
+    tenant_pairs,
+)
 from isolation import pair_breaches
 from tenancy_inventory import api_key, base_url
 
@@ -16,6 +24,13 @@ from tenancy_inventory import api_key, base_url
 def test_engine_cannot_reach_another_tenants_engine(tenants, source, target):
     source_docker, target_docker = docker_on(tenants[source]), docker_on(tenants[target])
     assert pair_breaches(source_docker, tenants[source], tenants[target], target_docker) == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_local_user_cannot_reach_any_engine(tenants, name):
+    """An unprivileged user on the engine's host (uid 65534, no groups) has no route into
+    the tenant's internal network and gets no answer from the engine without a key."""
+    assert local_user_view(tenants[name]) == []
 
 
 @pytest.mark.parametrize("name", tenant_ids())

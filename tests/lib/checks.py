@@ -129,6 +129,23 @@ def engine_network(attrs: dict, tenant: dict, internal: bool) -> list[str]:
     return problems
 
 
+def engine_open_to_local_user(tenant: str, bridge: str, route: str, status: int, body: str) -> list[str]:
+    """What an unprivileged user on the engine's host got from the engine; empty is good.
+
+    `route` is `ip -o route get <engine address>` on the host, `status` and `body` the
+    answer to a keyless GET <engine>:8000/v1/models made as that user (status 0: no
+    connection). A route through the tenant's bridge means the host has an address on the
+    internal network, i.e. a way in (roles/tenant/tasks/network.yml, inhibit_ipv4); a
+    model list is the engine itself answering. Anything else on the route (the host's
+    default gateway, a proxy on it) is not the engine."""
+    problems = []
+    if f" dev {bridge} " in f" {route.strip()} ":
+        problems.append(f"{tenant}: the host routes to the engine through the internal bridge ({route.strip()})")
+    if status == 200 and '"object":"list"' in body.replace(" ", ""):
+        problems.append(f"{tenant}: an unprivileged local user read the engine's /v1/models with no key")
+    return problems
+
+
 def gateway_network(attrs: dict, tenant: dict, metrics_address: str = "127.0.0.1") -> list[str]:
     """The gateway joins its tenant's two networks and publishes exactly the tenant's port
     and, on the metrics address only (the loopback), its operator-only metrics port."""

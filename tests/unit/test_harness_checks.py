@@ -101,6 +101,27 @@ def test_engine_network_reports_ports_and_extra_networks():
     assert len(checks.engine_network(attrs, TENANT, internal=False)) == 3
 
 
+MODELS = '{"object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "vllm"}]}'
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "body", "found"),
+    [
+        # inhibit_ipv4: no route into the subnet; what answers on the default route is not the engine
+        ("172.23.0.2 via 192.0.2.1 dev eth0 src 192.0.2.2 uid 65534 \\    cache ", 404, "Not Found", 0),
+        ("172.23.0.2 via 192.0.2.1 dev eth0 src 192.0.2.2 uid 65534", 0, "timed out", 0),
+        # the host has an address on the internal bridge, and the engine answers
+        ("172.23.0.2 dev br-85db4cd357f5 src 172.23.0.1 uid 65534 \\    cache ", 200, MODELS, 2),
+        # a route in, but something refuses (still a way in: reported)
+        ("172.23.0.2 dev br-85db4cd357f5 src 172.23.0.1 uid 65534", 0, "refused", 1),
+        # no route in, yet the model list came back (through some other path): reported
+        ("172.23.0.2 via 10.0.0.1 dev eth0 src 10.0.0.5", 200, MODELS, 1),
+    ],
+)
+def test_engine_open_to_local_user(route, status, body, found):
+    assert len(checks.engine_open_to_local_user("a", "br-85db4cd357f5", route, status, body)) == found
+
+
 @pytest.mark.parametrize(
     ("listing", "encrypted", "ok"),
     [
