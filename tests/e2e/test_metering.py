@@ -283,6 +283,13 @@ def reaches(docker_client, container: str, address: str, port: int) -> bool:
     return docker_client.containers.get(container).exec_run(probe).exit_code == 0
 
 
+def edge_gateway(docker_client, tenant) -> str:
+    """The host's address on the tenant's edge network. The internal network's IPAM
+    still names a gateway, but the host holds no address there (inhibit_ipv4)."""
+    attrs = docker_client.containers.get(tenant["names"]["gateway"]).attrs
+    return attrs["NetworkSettings"]["Networks"][tenant["names"]["edge_network"]]["Gateway"]
+
+
 def test_no_tenant_network_reaches_prometheus_or_a_metrics_port(tenants, docker_client):
     """From each tenant's gateway (the one tenant container with a way out: its edge
     network, whose gateway address is the host), neither the host's Prometheus nor any
@@ -290,8 +297,7 @@ def test_no_tenant_network_reaches_prometheus_or_a_metrics_port(tenants, docker_
     proven to connect where something does listen on every address (a planted listener)."""
     ports = [9090] + [t["metrics_port"] for t in tenants.values()]
     for tenant in tenants.values():
-        attrs = docker_client.containers.get(tenant["names"]["gateway"]).attrs
-        host = next(n["Gateway"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("Gateway"))
+        host = edge_gateway(docker_client, tenant)
         reached = [port for port in ports if reaches(docker_client, tenant["names"]["gateway"], host, port)]
         assert reached == [], f"{tenant['name']}'s gateway reaches the host's {reached} at {host}"
     # Planted break: a listener on every address of the host is reached by the same probe.
@@ -301,8 +307,7 @@ def test_no_tenant_network_reaches_prometheus_or_a_metrics_port(tenants, docker_
     listener.listen()
     try:
         tenant = tenants["companyA"]
-        attrs = docker_client.containers.get(tenant["names"]["gateway"]).attrs
-        host = next(n["Gateway"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("Gateway"))
+        host = edge_gateway(docker_client, tenant)
         assert reaches(docker_client, tenant["names"]["gateway"], host, listener.getsockname()[1])
     finally:
         listener.close()

@@ -28,7 +28,7 @@ INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
 os.environ["PATH"] = f"{Path(ansible_bin('ansible-inventory')).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
-ROLE_DEFAULTS = role_defaults("nvidia_mps", "tenant")
+ROLE_DEFAULTS = role_defaults("tenancy", "monitoring", "nvidia_mps", "tenant")
 
 
 @cache
@@ -132,6 +132,75 @@ def local_user_view(tenant: dict) -> list[str]:
     answer = host.check_output(f"{AS_LOCAL_USER} /usr/bin/python3 -c %s %s", MODELS_PROBE, address)
     status, _, body = answer.partition(" ")
     return checks.engine_open_to_local_user(tenant["name"], internal_bridge(tenant)[0], route, int(status), body)
+
+
+def monitoring_hosts() -> list[str]:
+    """The tenants' hosts that run Prometheus (tenancy_monitoring)."""
+    return sorted({t["host"] for t in plan() if bool(setting(t["host"], "tenancy_monitoring"))})
+
+
+LIFECYCLE_PROBE = """
+import sys, urllib.error, urllib.request
+for path in ("/-/quit", "/-/reload"):
+    try:
+        request = urllib.request.Request(f"http://{sys.argv[1]}{path}", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            print(path, answer.status)
+    except urllib.error.HTTPError as exc:
+        print(path, exc.code)
+    except OSError:
+        print(path, 0)
+"""
+
+
+def lifecycle_statuses(host: str, address: str) -> dict[str, int]:
+    """What POST /-/quit and /-/reload on Prometheus at `address` answer an unprivileged
+    local user of `host` (0: no answer)."""
+    out = infra_host(host).check_output(f"{AS_LOCAL_USER} /usr/bin/python3 -c %s %s", LIFECYCLE_PROBE, address)
+    return {path: int(status) for path, status in (line.split() for line in out.splitlines())}
+
+
+FREE_PORT = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+READY_PROBE = """
+import sys, time, urllib.request
+for _ in range(120):  # Prometheus opens its TSDB first: a few seconds
+    try:
+        urllib.request.urlopen(f"http://{sys.argv[1]}/-/ready", timeout=2)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.5)
+sys.exit(1)
+"""
+
+
+@contextlib.contextmanager
+def prometheus_with_lifecycle(host: str) -> Iterator[str]:
+    """A throwaway copy of the host's Prometheus (same image, user and config) started with
+    --web.enable-lifecycle on a free loopback port: the planted break of
+    test_local_user_cannot_stop_prometheus. Yields its address; removed afterwards."""
+    docker = HostDocker(infra_host(host))
+    real = docker.container(setting(host, "monitoring_container"))
+    run = infra_host(host).run
+    port = infra_host(host).check_output("/usr/bin/python3 -c %s", FREE_PORT)
+    address = f"127.0.0.1:{port}"
+    name = f"tenancy-planted-{uuid.uuid4().hex[:8]}"
+    config = setting(host, "monitoring_config_dir")
+    infra_host(host).run_expect(
+        [0],
+        "docker run -d --name %s --network host --user %s --tmpfs /prometheus:uid=65534 "
+        "--mount type=bind,src=%s,dst=/etc/prometheus,readonly %s --config.file=/etc/prometheus/prometheus.yml "
+        "--storage.tsdb.path=/prometheus --web.listen-address=%s --web.enable-lifecycle",
+        name,
+        real["Config"]["User"],
+        config,
+        real["Config"]["Image"],
+        address,
+    )
+    try:
+        infra_host(host).run_expect([0], f"{AS_LOCAL_USER} /usr/bin/python3 -c %s %s", READY_PROBE, address)
+        yield address
+    finally:
+        run("docker rm -f %s", name)
 
 
 @contextlib.contextmanager

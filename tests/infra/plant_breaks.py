@@ -38,10 +38,12 @@ from infra_env import (  # noqa: E402
     host_address_on_bridge,
     infra_host,
     key_leaks_in_docker,
+    lifecycle_statuses,
     local_user_view,
     luks_problems,
     plan,
     playbook_output,
+    prometheus_with_lifecycle,
     reload_gateway,
     setting,
 )
@@ -235,6 +237,16 @@ def host_on_internal_bridge(a: dict, _b: dict) -> Iterator[list[str]]:
     yield local_user_view(a)
 
 
+def prometheus_lifecycle_on(a: dict, _b: dict) -> Iterator[list[str]]:
+    """A copy of A's host's Prometheus with --web.enable-lifecycle: a local user stops it."""
+    if not bool(setting(a["host"], "tenancy_monitoring")):
+        raise NotApplicable(f"{a['host']} runs no Prometheus (tenancy_monitoring false)")
+    with prometheus_with_lifecycle(a["host"]) as address:
+        yield checks.prometheus_stoppable(a["host"], lifecycle_statuses(a["host"], address))
+    address = setting(a["host"], "monitoring_listen_address")
+    yield checks.prometheus_stoppable(a["host"], lifecycle_statuses(a["host"], address))
+
+
 def gateway_forwards_every_path(a: dict, _b: dict) -> Iterator[list[str]]:
     """The check pointed at the engine itself, i.e. a gateway that forwards everything."""
     with engine_url(a) as url:
@@ -351,6 +363,7 @@ BREAKS = [
         "engine-reaches-another-host", "test_engine_cannot_reach_another_tenants_engine", engine_reaches_another_host
     ),
     Break("host-on-internal-bridge", "test_local_user_cannot_reach_any_engine", host_on_internal_bridge),
+    Break("prometheus-lifecycle-on", "test_local_user_cannot_stop_prometheus", prometheus_lifecycle_on),
     Break("engine-publishes-port", "test_engine_joins_only_its_internal_network", engine_publishes_port),
     Break("gateway-publishes-admin-port", "test_gateway_publishes_only_the_tenant_port", gateway_publishes_admin_port),
     Break(

@@ -11,7 +11,9 @@ from infra_env import (
     docker_on,
     flood_refused,
     gateway_config_state,
+    lifecycle_statuses,
     local_user_view,
+    monitoring_hosts,
     setting,
     tenant_ids,
     tenant_pairs,
@@ -31,6 +33,16 @@ def test_local_user_cannot_reach_any_engine(tenants, name):
     """An unprivileged user on the engine's host (uid 65534, no groups) has no route into
     the tenant's internal network and gets no answer from the engine without a key."""
     assert local_user_view(tenants[name]) == []
+
+
+@pytest.mark.parametrize("host", monitoring_hosts())
+def test_local_user_cannot_stop_prometheus(host):
+    """Prometheus meters every tenant of its host: an unprivileged local user's POST
+    /-/quit or /-/reload is refused (no --web.enable-lifecycle), and it still runs."""
+    address = setting(host, "monitoring_listen_address")
+    assert checks.prometheus_stoppable(host, lifecycle_statuses(host, address)) == []
+    # Again: a Prometheus that had quit on the first /-/quit would not answer now.
+    assert checks.prometheus_stoppable(host, lifecycle_statuses(host, address)) == []
 
 
 @pytest.mark.parametrize("name", tenant_ids())

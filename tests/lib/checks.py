@@ -146,6 +146,22 @@ def engine_open_to_local_user(tenant: str, bridge: str, route: str, status: int,
     return problems
 
 
+def prometheus_stoppable(host: str, statuses: dict[str, int]) -> list[str]:
+    """What POST /-/quit and /-/reload on a host's Prometheus did for an unprivileged local
+    user; empty is good. A 2xx means the lifecycle API acted (Prometheus stops on /-/quit,
+    and every tenant's metering with it); no answer at all means there was nothing to
+    check, which is a problem too (the probe must have reached a running Prometheus)."""
+    problems = []
+    for path, status in sorted(statuses.items()):
+        if status == 0:
+            problems.append(f"{host}: Prometheus did not answer POST {path} (is it running on its listen address?)")
+        elif 200 <= status < 300:
+            problems.append(f"{host}: a local user's POST {path} got {status}: the lifecycle API is on")
+    if sorted(statuses) != ["/-/quit", "/-/reload"]:
+        problems.append(f"{host}: probed {sorted(statuses)}, want /-/quit and /-/reload")
+    return problems
+
+
 def gateway_network(attrs: dict, tenant: dict, metrics_address: str = "127.0.0.1") -> list[str]:
     """The gateway joins its tenant's two networks and publishes exactly the tenant's port
     and, on the metrics address only (the loopback), its operator-only metrics port."""

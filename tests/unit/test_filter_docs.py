@@ -26,6 +26,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_plan",
         "tenancy_plan_diff",
         "tenancy_plan_table",
+        "tenancy_prometheus_reload",
         "tenancy_scrape_targets",
         "tenancy_sizing",
         "tenancy_tenant_entry",

@@ -101,6 +101,20 @@ def test_engine_network_reports_ports_and_extra_networks():
     assert len(checks.engine_network(attrs, TENANT, internal=False)) == 3
 
 
+@pytest.mark.parametrize(
+    ("statuses", "found"),
+    [
+        ({"/-/quit": 403, "/-/reload": 403}, 0),  # Prometheus 2.42 without --web.enable-lifecycle
+        ({"/-/quit": 401, "/-/reload": 401}, 0),  # behind auth
+        ({"/-/quit": 200, "/-/reload": 200}, 2),  # lifecycle on
+        ({"/-/quit": 0, "/-/reload": 0}, 2),  # nothing answered: nothing proven
+        ({"/-/quit": 403}, 1),
+    ],
+)
+def test_prometheus_stoppable(statuses, found):
+    assert len(checks.prometheus_stoppable("h", statuses)) == found
+
+
 MODELS = '{"object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "vllm"}]}'
 
 
