@@ -197,6 +197,9 @@ _value:
     host:
       description: Inventory host the tenant runs on
       type: str
+    uid:
+      description: uid and gid of the engine process and of the tenant's files on the host
+      type: int
     takes_images:
       description: The model has a vision tower (config.json has vision_config), or the tenant set max_images
       type: bool
@@ -293,6 +296,8 @@ def tenancy_plan(
         )
     placed = [t for t in validated if t["name"] not in state.unplaced]
     tenant_spec.check_ports(placed, metrics_port_offset)
+    uids = {t["name"]: engine.tenant_uid(t, state.placed.get(t["name"])) for t in validated}
+    tenant_spec.check_uids(placed, uids, state.placed)
     mig_slices = state.mig_starts()
     fractions = {}
     for tenant in placed:
@@ -339,6 +344,7 @@ def _record(
     """One tenant's plan record (RETURN above), its keys in the order they have always had."""
     name = tenant["name"]
     record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
+    record["uid"] = engine.tenant_uid(tenant, state.placed.get(name))
     record["endpoint"] = engine.endpoint(tenant, hosts)
     record["metrics_port"] = metrics_port
     if name in state.unplaced:

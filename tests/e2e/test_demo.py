@@ -8,8 +8,10 @@ Docker objects.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import subprocess
+from pathlib import Path
 
 import openai
 import pytest
@@ -85,6 +87,40 @@ def test_a_tenant_changed_behind_ansibles_back_is_converged_in_full(first_conver
     finally:
         engine.update(cpuset_cpus=planned_cpuset)
         os.chmod(keys_map, mode)
+
+
+def test_a_tenant_whose_files_belong_to_another_uid_is_handed_them_alone(first_converge, tenants, docker_client):
+    """Planted on companyB: every file of its volume given to 1000:1000, the one uid all
+    engines ran as before each tenant had its own (an upgraded host). A full run stops
+    companyB's engine, hands every file to companyB's uid with its content, and starts
+    the engine again as that uid; nothing of companyA restarts."""
+    b = tenants["companyB"]
+    volume = Path(TENANT_DEFAULTS["tenant_data_dir"]) / "companyB"
+    probe, content = volume / "migration-probe", secrets.token_hex(16)
+    probe.write_text(content)
+    subprocess.run(["chown", "-R", "1000:1000", str(volume)], check=True)
+    others = [tenants["companyA"]["names"]["engine"], tenants["companyA"]["names"]["gateway"], b["names"]["gateway"]]
+    started = {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in others}
+    engine_started = docker_client.containers.get(b["names"]["engine"]).attrs["State"]["StartedAt"]
+    try:
+        result = run_site("--tags", "tenant", "-e", "tenant_fast_path=false")
+        assert result.returncode == 0, result.stdout[-4000:]
+        uid = str(b["uid"])
+        strays = subprocess.run(
+            ["find", str(volume), "(", "!", "-uid", uid, "-o", "!", "-gid", uid, ")", "-print"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert strays == [], f"files of companyB not handed to uid {uid}: {strays[:5]}"
+        assert probe.read_text() == content
+        engine = docker_client.containers.get(b["names"]["engine"])
+        assert engine.attrs["Config"]["User"] == f"{uid}:{uid}"
+        assert engine.attrs["State"]["Running"] and engine.attrs["State"]["StartedAt"] != engine_started
+        for name, when in started.items():
+            assert docker_client.containers.get(name).attrs["State"]["StartedAt"] == when, f"{name} was restarted"
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 # --- serving through the gateway -----------------------------------------------------
@@ -257,7 +293,8 @@ def test_engine_mounts_only_models_and_its_volume(docker_client, tenants, name):
     assert data["Source"] == f"{TENANT_DEFAULTS['tenant_data_dir']}/{name}"
     info = os.stat(data["Source"])
     assert stat.S_IMODE(info.st_mode) == 0o700, "a tenant's data directory must be private"
-    assert f"{info.st_uid}:{info.st_gid}" == TENANT_DEFAULTS["tenant_engine_user"]
+    assert (info.st_uid, info.st_gid) == (tenant["uid"], tenant["uid"]), "a tenant's files are its own uid's"
+    assert len({t["uid"] for t in tenants.values()}) == len(tenants), "no two tenants share a uid"
 
 
 def test_unencrypted_volumes_are_announced(first_converge):

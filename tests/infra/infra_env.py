@@ -5,9 +5,11 @@ inventory (default inventory/local)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 import checks
 import testinfra
 from docker_view import HostDocker
+from gateway_probe import raw_status
 from isolation import engine_address
 from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, role_defaults, run_ansible
 
@@ -280,6 +283,88 @@ def reload_gateway(tenant: dict) -> None:
         if gateway_config_state(tenant).strip() == "loaded":
             return
     raise AssertionError(f"{tenant['names']['gateway']} did not load its config after a reload")
+
+
+def ownership_view(tenant: dict) -> dict:
+    """What tenant_ownership checks, as the host shows it: the engine's user (docker
+    inspect), the files of the tenant's volume not owned by its uid and gid (find, on the
+    volume's file system only, its lost+found aside: mkfs makes that root's), and the host
+    account that holds the uid (getent passwd; empty when none does)."""
+    host = infra_host(tenant["host"])
+    path, uid = data_dir(tenant), tenant["uid"]
+    strays = host.check_output(
+        "find %s -xdev -path %s -prune -o \\( ! -uid %s -o ! -gid %s \\) -print",
+        path,
+        f"{path}/lost+found",
+        str(uid),
+        str(uid),
+    )
+    account = host.run("getent passwd %s", str(uid))
+    return {
+        "engine_user": docker_on(tenant).container(tenant["names"]["engine"])["Config"]["User"],
+        "strays": strays.split(),
+        "account": account.stdout.strip() if account.rc == 0 else "",
+    }
+
+
+def neighbour_users(tenants: dict, tenant: dict) -> dict[str, str]:
+    """The engine users of the other tenants of the tenant's host, but its MPS GPU-mates."""
+
+    def mates(other: dict) -> bool:
+        return tenant["mode"] == other["mode"] == "mps" and tenant["gpu"] == other["gpu"]
+
+    return {
+        other["name"]: docker_on(other).container(other["names"]["engine"])["Config"]["User"]
+        for other in tenants.values()
+        if other["name"] != tenant["name"] and other["host"] == tenant["host"] and not mates(other)
+    }
+
+
+KEYS_MAP = "/usr/local/etc/haproxy/keys.map"  # roles/tenant/vars/main.yml
+RUNTIME_API = "exec 3<>/dev/tcp/127.0.0.1/$0 && cat >&3 && cat <&3"  # as keys_sync.yml
+
+
+def gateway_runtime(tenant: dict, command: str) -> str:
+    """One command on the tenant's gateway's runtime API (inside its container, on its
+    loopback), sent on stdin the way keys_sync.yml sends it; HAProxy's answer."""
+    port = setting(tenant["host"], "tenant_gateway_admin_port")
+    return infra_host(tenant["host"]).check_output(
+        "printf '%%s\\n' %s | docker exec -i %s bash -c %s %s",
+        command,
+        tenant["names"]["gateway"],
+        RUNTIME_API,
+        str(port),
+    )
+
+
+def retired_key_statuses(tenant: dict, grace: int = 3) -> dict[str, int]:
+    """Put three throwaway keys in the tenant's live key map as retired, the way a
+    rotation with a grace period does (retired-<Unix time by the host's clock>): one
+    expired a second ago, one with `grace` seconds left, one with an hour left. Return
+    the status of GET /v1/models for each, and for the second again once its grace has
+    passed by the host's clock (no playbook run in between). The entries are removed
+    after (a later run would drop them too: they are not the tenant's)."""
+    host = infra_host(tenant["host"])
+    now = int(host.check_output("date +%s"))
+    expires = {"expired": now - 1, "ending": now + grace, "control": now + 3600}
+    keys = {name: secrets.token_urlsafe(32) for name in expires}
+    hashes = {name: hashlib.sha256(key.encode()).hexdigest() for name, key in keys.items()}
+    url = base_url(tenant)
+    try:
+        for name, expiry in expires.items():
+            answer = gateway_runtime(tenant, f"add map {KEYS_MAP} {hashes[name]} retired-{expiry}")
+            assert answer.strip() == "", f"add map on {tenant['names']['gateway']}: {answer}"
+        statuses = {name: raw_status(url, "/v1/models", key) for name, key in keys.items()}
+        # Wait on the host's clock, the one the gateway reads, not on this machine's.
+        for _ in range(4 * (grace + 5)):
+            if int(host.check_output("date +%s")) >= expires["ending"]:
+                break
+            time.sleep(0.25)
+        statuses["ending_after"] = raw_status(url, "/v1/models", keys["ending"])
+    finally:
+        for name in hashes:
+            gateway_runtime(tenant, f"del map {KEYS_MAP} {hashes[name]}")
+    return statuses
 
 
 def flood_refused(tenant: dict, count: int = 2000) -> tuple[int, int, float]:

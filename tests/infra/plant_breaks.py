@@ -41,10 +41,13 @@ from infra_env import (  # noqa: E402
     lifecycle_statuses,
     local_user_view,
     luks_problems,
+    neighbour_users,
+    ownership_view,
     plan,
     playbook_output,
     prometheus_with_lifecycle,
     reload_gateway,
+    retired_key_statuses,
     setting,
 )
 from isolation import pair_breaches  # noqa: E402
@@ -229,6 +232,20 @@ def every_refused_request_logged(a: dict, _b: dict) -> Iterator[list[str]]:
     yield checks.refused_log_lines(lines, refused, seconds, cap)
 
 
+def retired_key_kept_until_a_run(a: dict, _b: dict) -> Iterator[list[str]]:
+    """A's real gateway asking only whether a key is in its map (the old rule: a retired
+    key worked until a run removed it); the original config back and reloaded after."""
+
+    def no_expiry(config: str) -> str:
+        rule = "    acl key_in_grace var(txn.key_id),field(2,-),sub(txn.now) -m int gt 0"
+        assert rule in config.splitlines(), "the gateway config has no request-time expiry rule to take out"
+        return config.replace(rule, "    acl key_in_grace var(txn.key_id) -m beg retired-")
+
+    with gateway_config(a, no_expiry):
+        yield checks.retired_key_outlives_grace(a["name"], retired_key_statuses(a))
+    yield checks.retired_key_outlives_grace(a["name"], retired_key_statuses(a))
+
+
 def host_on_internal_bridge(a: dict, _b: dict) -> Iterator[list[str]]:
     """The host given its address on A's internal bridge (Docker's default without
     inhibit_ipv4): a local user routes in and reads A's engine with no key."""
@@ -331,10 +348,32 @@ def key_in_verbose_output(a: dict, _b: dict) -> Iterator[list[str]]:
         target.unlink(missing_ok=True)
 
 
+def file_of_another_uid(a: dict, b: dict) -> Iterator[list[str]]:
+    """A file in A's volume that belongs to B's uid (what every file was when all
+    engines ran as one uid); deleted after."""
+    host = infra_host(a["host"])
+    path = f"{data_dir(a)}/planted-neighbours-file"
+    host.check_output("touch %s && chown %s %s", path, f"{b['uid']}:{b['uid']}", path)
+    try:
+        yield checks.tenant_ownership(a, ownership_view(a), {})
+    finally:
+        host.check_output("rm -f %s", path)
+    yield checks.tenant_ownership(a, ownership_view(a), {})
+
+
+def engine_runs_as_neighbours_uid(a: dict, b: dict) -> Iterator[list[str]]:
+    """A copy of A's engine running as B's uid (one uid for every tenant)."""
+    if a["host"] != b["host"]:
+        raise NotApplicable("A and B are on different hosts")
+    others = neighbour_users({a["name"]: a, b["name"]: b}, a)
+    with throwaway(a, "engine", lambda f: [*without(f, "--user"), "--user", f"{b['uid']}:{b['uid']}"]) as attrs:
+        yield checks.tenant_ownership(a, {**ownership_view(a), "engine_user": attrs["Config"]["User"]}, others)
+
+
 def data_dir_world_readable(a: dict, _b: dict) -> Iterator[list[str]]:
     host = infra_host(a["host"])
     path = data_dir(a)
-    want = setting(a["host"], "tenant_engine_user")
+    want = f"{a['uid']}:{a['uid']}"
 
     def problems() -> list[str]:
         directory = host.file(path)
@@ -374,7 +413,14 @@ BREAKS = [
     Break("every-refused-request-logged", "test_refused_requests_leave_a_bounded_log", every_refused_request_logged),
     Break("gateway-forwards-every-path", "test_gateway_exposes_only_v1_and_health", gateway_forwards_every_path),
     Break("foreign-key-accepted", "test_foreign_key_gets_401", engine_accepts_foreign_key),
+    Break(
+        "retired-key-kept-until-a-run",
+        "test_retired_key_is_refused_at_its_grace_time",
+        retired_key_kept_until_a_run,
+    ),
     Break("mounts-other-tenants-volume", "test_tenant_sees_only_its_own_volume", mounts_other_tenants_volume),
+    Break("file-of-another-uid", "test_tenant_files_belong_to_its_own_uid", file_of_another_uid),
+    Break("engine-runs-as-neighbours-uid", "test_tenant_files_belong_to_its_own_uid", engine_runs_as_neighbours_uid),
     Break(
         "runs-as-root",
         "test_container_is_hardened[non_root]",

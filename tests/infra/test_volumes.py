@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import checks
 import pytest
-from infra_env import data_dir, infra_host, luks_problems, playbook_output, setting, tenant_ids
+from infra_env import (
+    data_dir,
+    infra_host,
+    luks_problems,
+    neighbour_users,
+    ownership_view,
+    playbook_output,
+    setting,
+    tenant_ids,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +28,18 @@ def test_data_dir_is_private(tenants, name):
     directory = infra_host(tenant["host"]).file(data_dir(tenant))
     assert directory.is_directory
     owner = f"{directory.uid}:{directory.gid}"
-    want = setting(tenant["host"], "tenant_engine_user")
+    want = f"{tenant['uid']}:{tenant['uid']}"
     assert checks.private_dir(directory.mode, owner, directory.path, want) == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_tenant_files_belong_to_its_own_uid(tenants, name):
+    """The engine runs as the tenant's own uid, which no host account holds and no other
+    tenant of the host shares (MPS GPU-mates aside), and every file of its volume is
+    that uid's: an engine that escapes its mount namespace finds no neighbour's files
+    owned by its own uid."""
+    tenant = tenants[name]
+    assert checks.tenant_ownership(tenant, ownership_view(tenant), neighbour_users(tenants, tenant)) == []
 
 
 @pytest.mark.parametrize("name", tenant_ids())

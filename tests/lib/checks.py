@@ -162,6 +162,53 @@ def prometheus_stoppable(host: str, statuses: dict[str, int]) -> list[str]:
     return problems
 
 
+def tenant_ownership(tenant: dict, view: dict, neighbours: dict[str, str]) -> list[str]:
+    """Whether a tenant's engine and files are its own uid's (the plan's ``uid``), on its
+    host as infra_env.ownership_view saw it: the engine's user, the files of its volume
+    that belong to anyone else (``strays``), the host account that holds the uid, if any.
+    ``neighbours``: the engine users of the host's other tenants (MPS GPU-mates left out:
+    they share their GPU's uid by design). Empty is good."""
+    name, uid = tenant["name"], tenant["uid"]
+    want = f"{uid}:{uid}"
+    problems = []
+    if view["engine_user"] != want:
+        problems.append(f"{name}: the engine runs as {view['engine_user']!r}, want its own uid {want}")
+    for other, user in sorted(neighbours.items()):
+        if user == view["engine_user"]:
+            problems.append(f"{name}: its engine runs as {user}, as tenant {other}'s does")
+    strays = view["strays"]
+    if strays:
+        shown = ", ".join(strays[:5]) + (f" and {len(strays) - 5} more" if len(strays) > 5 else "")
+        problems.append(f"{name}: {len(strays)} file(s) of its volume are not {want}'s: {shown}")
+    if view["account"]:
+        problems.append(f"{name}: uid {uid} is a host account ({view['account']}), which would own its files")
+    return problems
+
+
+RETIRED_KEY_WANT = {
+    "expired": (401, "a key whose grace ended a second ago was let in"),
+    "ending": (200, "a key inside its grace was refused"),
+    "ending_after": (401, "a key still worked after its grace ended, with no run in between"),
+    "control": (
+        200,
+        "a key with an hour of grace left was refused: the map entries did not take, so the 401s prove nothing",
+    ),
+}
+
+
+def retired_key_outlives_grace(tenant: str, statuses: dict[str, int]) -> list[str]:
+    """What a tenant's gateway answered throwaway keys put in its live key map as retired
+    (infra_env.retired_key_statuses): one expired, one that expires while the check waits
+    (asked before and after), one with an hour left. Empty is good: the grace ends at
+    its time, at request time, with no playbook run."""
+    problems = []
+    for name, (want, meaning) in RETIRED_KEY_WANT.items():
+        got = statuses.get(name)
+        if got != want:
+            problems.append(f"{tenant}: {meaning} (got {got}, want {want})")
+    return problems
+
+
 def gateway_network(attrs: dict, tenant: dict, metrics_address: str = "127.0.0.1") -> list[str]:
     """The gateway joins its tenant's two networks and publishes exactly the tenant's port
     and, on the metrics address only (the loopback), its operator-only metrics port."""

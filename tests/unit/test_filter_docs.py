@@ -31,6 +31,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_sizing",
         "tenancy_tenant_entry",
         "tenancy_tenants_edit",
+        "tenancy_uid_refusals",
         "tenancy_usage",
         "tenancy_usage_range",
         "tenancy_usage_render",

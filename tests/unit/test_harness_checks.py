@@ -115,6 +115,41 @@ def test_prometheus_stoppable(statuses, found):
     assert len(checks.prometheus_stoppable("h", statuses)) == found
 
 
+OWNED = {"name": "a", "uid": 2000030001}
+OWN_VIEW = {"engine_user": "2000030001:2000030001", "strays": [], "account": ""}
+
+
+@pytest.mark.parametrize(
+    ("view", "neighbours", "found"),
+    [
+        (OWN_VIEW, {"b": "2000030002:2000030002"}, 0),
+        ({**OWN_VIEW, "engine_user": "1000:1000"}, {"b": "1000:1000"}, 2),  # the old single uid
+        (OWN_VIEW, {"b": "2000030001:2000030001"}, 1),
+        ({**OWN_VIEW, "strays": [f"/d/a/f{i}" for i in range(7)]}, {}, 1),
+        ({**OWN_VIEW, "account": "alice:x:2000030001"}, {}, 1),
+    ],
+)
+def test_tenant_ownership(view, neighbours, found):
+    problems = checks.tenant_ownership(OWNED, view, neighbours)
+    assert len(problems) == found
+    assert all("and 2 more" in p for p in problems if "file(s)" in p)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "found"),
+    [
+        ({"expired": 401, "ending": 200, "ending_after": 401, "control": 200}, 0),
+        # a gateway that only asks whether the key is in the map (the grace ends at the next run)
+        ({"expired": 200, "ending": 200, "ending_after": 200, "control": 200}, 2),
+        # entries that never reached the map: every 401 is the unknown-key 401
+        ({"expired": 401, "ending": 401, "ending_after": 401, "control": 401}, 2),
+        ({"expired": 401, "ending": 200, "control": 200}, 1),
+    ],
+)
+def test_retired_key_outlives_grace(statuses, found):
+    assert len(checks.retired_key_outlives_grace("a", statuses)) == found
+
+
 MODELS = '{"object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "vllm"}]}'
 
 

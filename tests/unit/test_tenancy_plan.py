@@ -441,3 +441,47 @@ def test_the_refusal_names_only_the_holders_on_that_host():
     with pytest.raises(AnsibleFilterError) as error:
         tenancy_plan(tenants, {"cpus": 1}, hosts)
     assert "tenant 'd': field 'cpus' has invalid value 1: host h2 has 1 core(s), 1 promised (c 0);" in str(error.value)
+
+
+def test_each_tenant_gets_a_uid_of_its_own_from_its_port():
+    plan = tenancy_plan([A, B])
+    assert [t["uid"] for t in plan] == [2_000_030_001, 2_000_030_002]
+
+
+def test_a_tenant_may_set_its_uid():
+    assert plan_one(uid=70000)["uid"] == 70000
+
+
+@pytest.mark.parametrize("uid", [1000, 65534, 2147483648, "x", True])
+def test_a_uid_in_the_login_range_or_out_of_range_is_refused(uid):
+    with pytest.raises(AnsibleFilterError, match=r"tenant 'companyA': field 'uid' has invalid value"):
+        plan_one(uid=uid)
+
+
+def test_two_tenants_of_a_host_never_share_a_uid():
+    with pytest.raises(
+        AnsibleFilterError, match=r"tenant 'companyB': field 'uid' has invalid value 2000030001: already the uid of"
+    ):
+        tenancy_plan([A, {**B, "uid": 2_000_030_001}])
+
+
+def test_tenants_of_different_hosts_may_share_a_uid():
+    plan = tenancy_plan([{**A, "host": "h1"}, {**B, "port": 30001, "host": "h2"}], {}, ["h1", "h2"])
+    assert plan[0]["uid"] == plan[1]["uid"]
+
+
+MPS_A100 = {**A100, "mode": "mps"}
+
+
+def test_the_tenants_of_one_mps_gpu_share_its_uid():
+    plan = tenancy_plan([{**A, "gpu_memory": "10G"}, {**B, "gpu_memory": "10G"}], {}, gpu_hosts(g1=[MPS_A100]))
+    assert [(t["mode"], t["uid"]) for t in plan] == [("mps", 2_000_065_536), ("mps", 2_000_065_536)]
+
+
+def test_mps_tenants_of_one_gpu_with_different_uids_are_refused():
+    with pytest.raises(AnsibleFilterError, match=r"field 'uid' has invalid value 70001.*MPS serves one uid at a time"):
+        tenancy_plan(
+            [{**A, "gpu_memory": "10G", "uid": 70000}, {**B, "gpu_memory": "10G", "uid": 70001}],
+            {},
+            gpu_hosts(g1=[MPS_A100]),
+        )

@@ -10,6 +10,8 @@ import pytest
 
 DATA = "/var/lib/tenancy/data"
 EVIDENCE = "/root/evidence"
+# Each tenant's own uid and gid: 2000000000 + its port (group_vars/all/volumes.yml).
+UIDS = {"alpha": 2000030001, "beta": 2000030002}
 DEVICES = {
     "alpha": "/var/lib/tenancy/volumes/alpha.img",
     "beta": "/dev/vdb",
@@ -41,7 +43,7 @@ def test_each_live_volume_is_an_active_luks2_mapping_with_ext4_mounted(host):
         assert mount.exists and mount.filesystem == "ext4"
         assert mount.device == f"/dev/mapper/tenancy-{name}-data"
         root = host.file(f"{DATA}/{name}")
-        assert (root.uid, root.gid, root.mode) == (1000, 1000, 0o700)
+        assert (root.uid, root.gid, root.mode) == (UIDS[name], UIDS[name], 0o700)
 
 
 def test_each_live_volume_takes_a_write(host):

@@ -50,6 +50,26 @@ VLLM_CACHE_DIR = DATA_MOUNT + "/.cache/vllm"
 
 ENGINE_LOGIN = "tenancy"
 
+# Each tenant's engine, volume and files on the host belong to a uid (and gid) of its own,
+# by default UID_BASE + its port: stable while the tenant exists, unique per host (ports
+# are), and in a range no login account (1000-60000), systemd (nspawn's container ranges
+# end at 1879048191) or useradd's subordinate ids (100000-600100000) hands out. MPS is
+# the exception: NVIDIA's MPS control daemon runs one server per uid and queues clients
+# of any other uid until it exits, so the tenants of one MPS GPU share MPS_UID_BASE + its
+# index (their containers, networks and volumes stay apart).
+UID_BASE = 2_000_000_000
+MPS_UID_BASE = UID_BASE + 65536
+
+
+def tenant_uid(tenant: Mapping[str, Any], gpu: Mapping[str, Any] | None) -> int:
+    """The tenant's uid (and gid): its own ``uid``, else the default for its port, or for
+    an MPS tenant its GPU's shared uid."""
+    if tenant.get("uid") is not None:
+        return int(tenant["uid"])
+    if gpu is not None and gpu.get("mode") == "mps":
+        return MPS_UID_BASE + int(gpu["index"])
+    return UID_BASE + int(tenant["port"])
+
 
 def mounts(models_mount: str = MODELS_MOUNT) -> dict[str, Any]:
     """The plan record's engine port and mount points, which the roles read."""

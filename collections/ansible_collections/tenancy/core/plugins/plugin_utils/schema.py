@@ -124,6 +124,14 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
         "shown": "none",
         "meaning": "MPS GPUs: `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` of the tenant, 1-100",
     },
+    "uid": {
+        "default": None,
+        "shown": "2000000000 + `port`",
+        "meaning": "uid and gid of the tenant's engine, its volume and its files on the host: 65536-2147483647, "
+        "unique per host, and no account or subordinate-id range (`/etc/subuid`, `/etc/subgid`) of the host may "
+        "hold it (checked before any change). The default follows the port, so it is stable while the tenant "
+        "exists. MPS tenants of one GPU share one uid (MPS serves one uid at a time): 2000065536 + the GPU's index",
+    },
 }
 
 # Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
@@ -181,6 +189,7 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
         "description": "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE (MPS tenants), or null",
     },
     "host": {"null": True, "type": "str", "description": "Inventory host the tenant runs on"},
+    "uid": {"type": "int", "description": "uid and gid of the engine process and of the tenant's files on the host"},
     "takes_images": {
         "type": "bool",
         "description": "The model has a vision tower (config.json has vision_config), or the tenant set max_images",

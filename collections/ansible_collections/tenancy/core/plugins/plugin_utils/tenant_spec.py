@@ -197,6 +197,8 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
     out["gpu_pin"] = None if spec["gpu"] is None else as_int(spec["gpu"], name, "gpu", 0)
     if out["gpu_pin"] is not None and out["host"] is None:
         raise field_error(name, "gpu", spec["gpu"], "pinning a GPU needs the tenant's host pinned too")
+    # Resolved after placement (engine.tenant_uid): the default depends on the GPU's mode.
+    out["uid"] = None if spec["uid"] in (None, "") else as_int(spec["uid"], name, "uid", 65536, 2147483647)
     return out
 
 
@@ -318,6 +320,36 @@ def check_ports(tenants: list[dict[str, Any]], metrics_port_offset: int = METRIC
                 f"its metrics port {metrics_port} (port + tenancy_metrics_port_offset {metrics_port_offset}) "
                 f"is the port of tenant {other!r}",
             )
+
+
+def check_uids(tenants: list[dict[str, Any]], uids: Mapping[str, int], gpus: Mapping[str, Any]) -> None:
+    """After placement: no two tenants of a host share a uid, except the tenants of one
+    MPS GPU, which must (MPS serves one uid at a time)."""
+    seen: dict[tuple[Any, int], dict[str, Any]] = {}
+    mps_uid: dict[tuple[Any, int], tuple[str, int]] = {}
+    for tenant in tenants:
+        if tenant["state"] == "absent":
+            continue
+        uid, gpu = uids[tenant["name"]], gpus.get(tenant["name"])
+        mps = gpu is not None and gpu.get("mode") == "mps"
+        if mps:
+            first = mps_uid.setdefault((tenant["host"], gpu["index"]), (tenant["name"], uid))
+            if first[1] != uid:
+                raise field_error(
+                    tenant["name"],
+                    "uid",
+                    uid,
+                    f"tenant {first[0]!r} on the same MPS GPU {gpu['index']} runs as uid {first[1]}, and MPS "
+                    "serves one uid at a time: leave uid unset on MPS tenants, or give them all the same",
+                )
+        other = seen.get((tenant["host"], uid))
+        if other is not None and not (mps and other["mps"] and other["gpu"] == gpu["index"]):
+            raise field_error(
+                tenant["name"], "uid", uid, f"already the uid of tenant {other['name']!r} on host {tenant['host']!r}"
+            )
+        seen.setdefault(
+            (tenant["host"], uid), {"name": tenant["name"], "mps": mps, "gpu": None if gpu is None else gpu["index"]}
+        )
 
 
 def validate_tenants(
