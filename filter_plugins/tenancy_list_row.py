@@ -65,7 +65,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The row (name, host, port, endpoint, model, mode, gpu, quota_bytes, engine, gateway, ...).
+  description: The row (name, host, port, endpoint, model, mode, gpu, quota_bytes, uid, engine, gateway, ...).
   type: dict
 """
 
@@ -125,6 +125,7 @@ def tenancy_list_row(
         "gpu_memory_utilization": record.get("gpu_memory_utilization"),
         "cpuset": record.get("cpuset"),
         "metrics_port": record.get("metrics_port"),
+        "uid": record.get("uid"),
         "engine": _container(engine),
         "gateway": _container(gateway),
         "requests_served": requests_served(metrics or []),
