@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import docker
@@ -98,6 +99,29 @@ def test_encryption_without_dm_crypt_fails_before_any_change(docker_client, tena
     assert "Nothing was changed" in said
     assert "TASK [images" not in result.stdout, "a host task ran although preflight failed"
     assert start_times(docker_client, tenants) == before
+
+
+def test_a_uid_someone_on_the_host_holds_is_refused_before_any_change(docker_client, tenants):
+    """A group of the host with companyB's uid as its gid (its members would read
+    companyB's files): the run stops in preflight, naming the tenant, the field, the
+    value and the group, and no container restarts."""
+    uid = str(tenants["companyB"]["uid"])
+    subprocess.run(["groupadd", "--gid", uid, "tenancy-e2e-probe"], check=True)
+    try:
+        before = start_times(docker_client, tenants)
+        result = run_site()
+        said = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        assert (
+            f"tenant 'companyB': field 'uid' has invalid value {uid} on host localhost: it is the gid of the group "
+            "'tenancy-e2e-probe'" in said
+        ), said[-3000:]
+        assert "tenant 'companyA': field 'uid'" not in said, "companyA's uid is nobody else's"
+        assert "Nothing was changed" in said
+        assert "TASK [images" not in result.stdout, "a host task ran although preflight failed"
+        assert start_times(docker_client, tenants) == before
+    finally:
+        subprocess.run(["groupdel", "tenancy-e2e-probe"], check=True)
 
 
 def test_turning_encryption_on_over_unencrypted_data_is_refused(docker_client, tenants):

@@ -154,7 +154,7 @@ def prometheus_stoppable(host: str, statuses: dict[str, int]) -> list[str]:
     problems = []
     for path, status in sorted(statuses.items()):
         if status == 0:
-            problems.append(f"{host}: Prometheus did not answer POST {path} (is it running on its listen address?)")
+            problems.append(f"{host}: Prometheus did not answer POST {path} (it stopped, or never ran there)")
         elif 200 <= status < 300:
             problems.append(f"{host}: a local user's POST {path} got {status}: the lifecycle API is on")
     if sorted(statuses) != ["/-/quit", "/-/reload"]:
