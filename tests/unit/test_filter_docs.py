@@ -20,6 +20,8 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_key_commands",
         "tenancy_key_map",
         "tenancy_list_row",
+        "tenancy_luks_progress",
+        "tenancy_luks_reencrypt",
         "tenancy_mig",
         "tenancy_mig_state",
         "tenancy_nvidia_driver",

@@ -1,10 +1,12 @@
 """The tenants' LUKS2 volumes inside the VM (testinfra, ansible backend).
 
 verify runs twice: after converge (two open volumes) and after side_effect (reboot,
-rotation of alpha's key, removal of beta). /root/evidence/phase tells which.
+rotation and re-encryption of alpha's key, removal of beta). /root/evidence/phase tells which.
 """
 
 from __future__ import annotations
+
+import shlex
 
 import pytest
 
@@ -81,6 +83,64 @@ def test_rotation_kept_the_data_and_the_mount_and_retired_the_old_key(host):
     assert not opens(host, DEVICES["alpha"], f"{EVIDENCE}/alpha.key"), "the old key still opens alpha"
     assert opens(host, DEVICES["alpha"], "/etc/tenancy/alpha/volume/luks.key")
     assert not host.file("/etc/tenancy/alpha/volume/luks.key.new").exists
+
+
+def filesystem_seen(host, image: str, header: str, key: str) -> str:
+    """The filesystem type that `header` + `key` reveal in a copy of `image`, read-only.
+
+    An empty string: the mapping opened (the header and key are valid) but the sectors
+    decrypt to noise; "no-open": the key does not open the header at all."""
+    copy = f"{EVIDENCE}/probe.img"
+    script = (
+        f"set -e; cp --sparse=always {image} {copy}; loop=$(losetup --find --show --read-only {copy}); "
+        f"trap 'cryptsetup close tenancy-probe 2>/dev/null; losetup -d $loop; rm -f {copy}' EXIT; "
+        f"cryptsetup open --readonly --header {header} --key-file {key} $loop tenancy-probe "
+        "|| { echo no-open; exit 0; }; "
+        "blkid -p -o value -s TYPE /dev/mapper/tenancy-probe || true"
+    )
+    run = host.run(f"sh -c {shlex.quote(script)}")
+    assert run.rc == 0, run.stderr
+    return run.stdout.strip()
+
+
+def test_reencryption_left_the_old_header_and_key_reading_nothing_of_the_current_data(host):
+    if not after_side_effect(host):
+        pytest.skip("no re-encryption before the first verify")
+    image, old_header, old_key = DEVICES["alpha"], f"{EVIDENCE}/alpha.header", f"{EVIDENCE}/alpha.key"
+    current = f"{EVIDENCE}/alpha-current.header"
+    assert host.run(f"cryptsetup luksHeaderBackup {image} --header-backup-file {current}").rc == 0
+    try:
+        # The control: the current header and key read ext4 in the same copy...
+        assert filesystem_seen(host, image, current, "/etc/tenancy/alpha/volume/luks.key") == "ext4"
+        # ...and the planted break: before the re-encryption (which is also what a
+        # keyslot-only rotation leaves in the data area), the old header and key read it.
+        assert filesystem_seen(host, f"{EVIDENCE}/alpha-before.img", old_header, old_key) == "ext4"
+        # After it, the old header still opens with the old key, but what it decrypts is noise.
+        assert filesystem_seen(host, image, old_header, old_key) == "", "the old header and key still read alpha's data"
+    finally:
+        host.run(f"rm -f {current}")
+
+
+def test_the_interrupted_reencryption_was_resumed_and_nothing_is_pending(host):
+    if not after_side_effect(host):
+        pytest.skip("no re-encryption before the first verify")
+    assert "online-reencrypt" in host.file(f"{EVIDENCE}/alpha-interrupted.dump").content_string
+    dump = host.run(f"cryptsetup luksDump {DEVICES['alpha']}").stdout
+    assert "online-reencrypt" not in dump and "reencrypt" not in dump.split("Keyslots:")[1].split("Tokens:")[0], dump
+    log = host.file("/var/log/tenancy/alpha-reencrypt.log")
+    assert (log.uid, log.mode & 0o077) == (0, 0), "the progress log is readable by others"
+    assert host.file("/var/log/tenancy").mode == 0o700
+    records = [line for line in log.content_string.splitlines() if line.startswith("{")]
+    assert records and '"device_bytes":"0"' not in records[-1], records[-3:]
+
+
+def test_the_volume_took_writes_all_through_the_rotation(host):
+    if not after_side_effect(host):
+        pytest.skip("no rotation before the first verify")
+    end = host.file(f"{EVIDENCE}/writer.end").content_string
+    assert "ActiveState=failed" not in end, end
+    lines = host.file(f"{DATA}/alpha/writer.log").content_string.split()
+    assert lines == [str(i) for i in range(1, len(lines) + 1)] and len(lines) > 10, lines[-5:]
 
 
 def test_removed_volumes_are_crypto_erased(host):
