@@ -23,13 +23,13 @@ description:
   - Parses the text of C(cryptsetup luksDump --dump-json-metadata DEVICE) (cryptsetup 2.4 or later).
   - Returns C(keyslots) (the ids of the passphrase keyslots, type luks2, sorted), C(pending)
     (true when the header carries the C(online-reencrypt) requirement, that is a re-encryption
-    that was started and not finished: interrupted, or still running), C(volume_key_digests)
-    (the digests of the volume keys: a re-encryption that ran replaces them) and C(argv).
+    that was started and not finished, interrupted or still running), C(volume_key_digests)
+    (the digests of the volume keys, which a re-encryption replaces) and C(argv).
   - With O(reencrypt), C(argv) is the command line C(cryptsetup reencrypt --batch-mode --key-file
     KEYFILE --progress-json --progress-frequency 10 DEVICE), with C(--resume-only) for a pending one.
     Without it, C(argv) is empty.
   - Raises C(AnsibleFilterError), naming the tenant and the device, on text that is not such
-    JSON (a LUKS1 header has none: re-encryption here is LUKS2 only), and, with O(reencrypt), when
+    JSON (a LUKS1 header has none; re-encryption here is LUKS2 only), and, with O(reencrypt), when
     the header has other than one passphrase keyslot. cryptsetup re-wraps only the keyslot whose
     key it is given and destroys the others, so an operator's second (recovery) key would be lost.
 positional: _input, tenant, device, keyfile, reencrypt
