@@ -29,6 +29,10 @@ NOT_INPUTS = {
     "tenant_volume_old_passphrases",
     "tenant_engine_wait",
     "tenant_fast_path",
+    # rotate_volume.yml's alone (rotate-keys.yml -e reencrypt=true); site.yml never re-encrypts.
+    "tenant_volume_reencrypt",
+    "tenant_volume_reencrypt_log_dir",
+    "tenant_volume_reencrypt_timeout",
 }
 
 
@@ -129,6 +133,7 @@ def host(tmp_path, monkeypatch):
         "containers": {"tenancy-companyA-engine": "tenancy/engine:cpu"},
         "trees": [str(config)],
         "mounts": [],
+        "owners": [],
         "key_map": str(keys),
     }
     return params, docker, config
@@ -213,6 +218,24 @@ def test_an_unmounted_volume_is_not_current(host, tmp_path):
     params, _docker, _config = host
     params = {**params, "mounts": [str(tmp_path)]}  # a plain directory, not a mount point
     assert "is not a mount point" in verdict(params, record(params))
+
+
+def test_a_data_dir_handed_to_another_owner_or_mode_is_not_current(host, tmp_path):
+    params, _docker, _config = host
+    data = tmp_path / "data-companyA"
+    data.mkdir(mode=0o700)
+    params = {**params, "owners": [str(data)]}
+    recorded = record(params)
+    assert verdict(params, recorded) is None
+    data.chmod(0o755)
+    assert verdict(params, recorded) == f"the owner or mode of {data} changed"
+
+
+def test_a_record_from_before_owners_were_kept_is_not_current(host, tmp_path):
+    params, _docker, _config = host
+    recorded = record({**params, "owners": []})
+    params = {**params, "owners": [str(tmp_path)]}
+    assert "the owner or mode of" in verdict(params, recorded)
 
 
 def test_the_record_is_written_root_only_and_read_back(host, tmp_path, monkeypatch):

@@ -54,6 +54,14 @@ options:
     type: list
     elements: path
     default: []
+  owners:
+    description:
+      - Paths whose own owner, group and mode are recorded, not walked (a tenant's data
+        directory, too big to hash). One handed to another uid sends the tenant down the
+        full converge, which hands its files back.
+    type: list
+    elements: path
+    default: []
   key_map:
     description: The gateway's key map; a C(retired-<unix time>) entry whose time has passed makes the record stale.
     type: path
@@ -73,6 +81,7 @@ reason:
 import hashlib  # noqa: E402 - after the documentation, as Ansible modules are laid out
 import json  # noqa: E402
 import os  # noqa: E402
+import stat  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -156,7 +165,17 @@ def observe(params: dict, containers: dict[str, dict]) -> dict:
         },
         "trees": tree_entries(params["trees"]),
         "mounts": {path: os.stat(path).st_dev if os.path.exists(path) else None for path in params["mounts"]},
+        "owners": {path: owner_of(path) for path in params["owners"]},
     }
+
+
+def owner_of(path: str) -> list[int] | None:
+    """[uid, gid, mode] of the path itself, or None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return [st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)]
 
 
 def liveness_problem(params: dict, containers: dict[str, dict]) -> str | None:
@@ -205,6 +224,9 @@ def first_difference(recorded: dict, now: dict) -> str | None:
         return f"{changed[0]} changed"
     if recorded.get("mounts") != now["mounts"]:
         return "what is mounted changed"
+    for path, owner in now["owners"].items():
+        if recorded.get("owners", {}).get(path) != owner:
+            return f"the owner or mode of {path} changed"
     return None
 
 
@@ -217,6 +239,7 @@ def main() -> None:
             "containers": {"type": "dict", "required": True},
             "trees": {"type": "list", "elements": "path", "default": []},
             "mounts": {"type": "list", "elements": "path", "default": []},
+            "owners": {"type": "list", "elements": "path", "default": []},
             "key_map": {"type": "path"},
         },
         supports_check_mode=True,
