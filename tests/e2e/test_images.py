@@ -176,3 +176,22 @@ def test_a_text_that_mentions_an_image_key_is_not_mistaken_for_the_articles_shap
         max_tokens=4,
     )
     assert reply.usage.completion_tokens >= 1
+
+
+@pytest.mark.parametrize("where", ["own-gateway", "internet"])
+def test_an_image_url_is_refused_before_the_engine_fetches_anything(image_tenant, image_client, where):
+    """vLLM fetches an http(s) image URL itself, from inside the engine: a request made on
+    the client's behalf from the tenant's internal network, where the tenant's own gateway
+    (the only thing in reach) is the target worth trying. The engine's allow-list names one
+    host that cannot resolve, so vLLM refuses every such URL before it connects. Without
+    the flag (the planted break) the message differs: vLLM tries the fetch and fails on
+    what it got or on the connection. data: URLs (test_image_chat) are not affected."""
+    host = image_tenant["names"]["gateway"] if where == "own-gateway" else "example.com"
+    url = f"http://{host}:8080/v1/models" if where == "own-gateway" else f"https://{host}/cat.png"
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        image_client.chat.completions.create(
+            model=image_tenant["served_model_name"], messages=image_message(url), max_tokens=4
+        )
+    message = str(excinfo.value)
+    assert "The URL must be from one of the allowed domains: ['no-remote-media.invalid']" in message, message
+    assert f"Input URL domain: {host}" in message, message

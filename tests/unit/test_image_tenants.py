@@ -7,6 +7,7 @@ import json
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.engine import NO_MEDIA_DOMAIN
 from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import takes_images
 from ansible_collections.tenancy.core.plugins.plugin_utils.tenant_spec import MAX_MODEL_LEN_DEFAULTS
 from tenancy_plan import tenancy_plan
@@ -57,6 +58,17 @@ def test_a_vision_config_makes_an_image_tenant(models):
     assert mm_limits(vl) == {"image": 1, "video": 0}
     assert text["takes_images"] is False and text["max_images"] == 0
     assert mm_limits(text) is None
+
+
+def test_an_image_engine_fetches_no_remote_media_and_a_text_engine_has_no_such_flag(models):
+    records = plan([{**A, "model": "local-vl"}, {**B, "model": "local-text"}], models)
+    args = records["companyA"]["engine_args"]
+    at = args.index("--allowed-media-domains")
+    # One name, reserved by RFC 2606 never to resolve: vLLM's list is "any" when empty.
+    assert args[at + 1] == NO_MEDIA_DOMAIN == "no-remote-media.invalid"
+    assert at + 2 == len(args) or args[at + 2].startswith("--")
+    assert "--allowed-media-domains" not in records["companyB"]["engine_args"]
+    assert "--allowed-local-media-path" not in args
 
 
 def test_context_default_depends_on_the_model_kind(models):

@@ -17,6 +17,10 @@ from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB
 # sampler's buffers.
 CPU_ENGINE_OVERHEAD_BYTES = 2 * GIB
 
+# The one name on every image engine's --allowed-media-domains: RFC 2606 reserves .invalid,
+# so it never resolves, and no URL a client sends can name a host that vLLM will fetch.
+NO_MEDIA_DOMAIN = "no-remote-media.invalid"
+
 # vLLM keeps processed images in a cache of --mm-processor-cache-gb GiB, once in the
 # API server and once in the engine core (its default, 4, is 8 GiB of host RAM per
 # engine, which would OOM-kill a CPU engine's container long before it is full).
@@ -147,6 +151,12 @@ def engine_settings(
         args += ["--limit-mm-per-prompt", json.dumps(limits, separators=(",", ":"))]
         mm_cache_gib = MM_CACHE_GIB["cpu" if gpu is None else "gpu"]
         args += ["--mm-processor-cache-gb", f"{mm_cache_gib:g}"]
+        # No remote media: vLLM fetches http(s) image URLs itself, from inside the engine,
+        # where the only thing in reach is the tenant's own gateway (a server-side request
+        # on the tenant's behalf). Its allow-list, given one name that cannot resolve,
+        # refuses every http(s) URL with a 400 before any connection; data: URLs (how the
+        # article sends images) do not go through it.
+        args += ["--allowed-media-domains", NO_MEDIA_DOMAIN]
         mm_cache_bytes = int(mm_cache_gib * GIB) * MM_CACHE_COPIES
     else:
         mm_cache_bytes = 0

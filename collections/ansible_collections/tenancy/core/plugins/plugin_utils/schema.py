@@ -69,7 +69,9 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
         "shown": "`1` on a model that takes images, else `0`",
         "meaning": 'images per prompt (`--limit-mm-per-prompt \'{"image":N,"video":0}\'`; videos are off). A '
         'request with more gets vLLM\'s 400 "At most N image(s) may be provided in one prompt". `0` serves an image '
-        "model as text only. Refused on a model whose `config.json` has no `vision_config`",
+        "model as text only. Refused on a model whose `config.json` has no `vision_config`. Images come inline as "
+        "`data:` URLs; an `http(s)` image URL gets a 400 before any connection (`--allowed-media-domains "
+        "no-remote-media.invalid`): the engine must not fetch on a client's behalf from inside the tenant's network",
     },
     "max_num_seqs": {"default": 16, "meaning": "`--max-num-seqs`, concurrent sequences per engine"},
     "rpm_limit": {
