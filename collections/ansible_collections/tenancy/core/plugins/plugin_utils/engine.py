@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.tenancy.core.plugins.plugin_utils import mig, sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils import mig, schema, sizing
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB
 
 # CPU engines hold the KV cache in host RAM on top of the Python process, the
@@ -61,8 +61,9 @@ ENGINE_LOGIN = "tenancy"
 # the exception: NVIDIA's MPS control daemon runs one server per uid and queues clients
 # of any other uid until it exits, so the tenants of one MPS GPU share MPS_UID_BASE + its
 # index (their containers, networks and volumes stay apart).
-UID_BASE = 2_000_000_000
-MPS_UID_BASE = UID_BASE + 65536
+# The two bases live in schema.py, whose text of the uid field (docs/reference.md) quotes them.
+UID_BASE = schema.UID_BASE
+MPS_UID_BASE = schema.MPS_UID_BASE
 
 
 def tenant_uid(tenant: Mapping[str, Any], gpu: Mapping[str, Any] | None) -> int:

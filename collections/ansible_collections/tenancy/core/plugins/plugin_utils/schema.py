@@ -21,6 +21,11 @@ from typing import Any
 
 REQUIRED = ("name", "port")
 
+# Default uids (engine.tenant_uid): this base + the tenant's port; MPS tenants of a GPU share
+# the MPS base + the GPU's index. The uid field's text below is made from them.
+UID_BASE = 2_000_000_000
+MPS_UID_BASE = UID_BASE + 65536
+
 # field -> default (None: unset), how the docs show the default when it is not a plain
 # value, and what the field means (docs/reference.md's table, markdown).
 TENANT_FIELDS: dict[str, dict[str, Any]] = {
@@ -128,11 +133,12 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
     },
     "uid": {
         "default": None,
-        "shown": "2000000000 + `port`",
+        "shown": f"{UID_BASE} + `port`",
         "meaning": "uid and gid of the tenant's engine, its volume and its files on the host: 65536-2147483647, "
         "unique per host, and no account or subordinate-id range (`/etc/subuid`, `/etc/subgid`) of the host may "
         "hold it (checked before any change). The default follows the port, so it is stable while the tenant "
-        "exists. MPS tenants of one GPU share one uid (MPS serves one uid at a time): 2000065536 + the GPU's index",
+        "exists. MPS tenants of one GPU share one uid (MPS serves one uid at a time): "
+        f"{MPS_UID_BASE} + the GPU's index",
     },
 }
 
