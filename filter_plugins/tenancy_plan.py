@@ -200,12 +200,22 @@ _value:
     uid:
       description: uid and gid of the engine process and of the tenant's files on the host
       type: int
+    tls_names:
+      description: More names of the tenant's endpoint for its certificate, as the tenant set them
+      type: list
+      elements: str
     takes_images:
       description: The model has a vision tower (config.json has vision_config), or the tenant set max_images
       type: bool
     endpoint:
-      description: The tenant's OpenAI base URL as clients reach it (bind_address, or the host's address for 0.0.0.0)
+      description: The tenant's OpenAI base URL as clients reach it, https (bind_address, or the host's address
+        for 0.0.0.0)
       type: str
+    tls_sans:
+      description: 'Subject alternative names of the gateway''s certificate (DNS:name or IP:address): the endpoint''s
+        address, the host''s name and tls_names'
+      type: list
+      elements: str
     metrics_port:
       description: Host port of the tenant's operator-only metrics (port + metrics_port_offset)
       type: int
@@ -346,6 +356,7 @@ def _record(
     record = {k: v for k, v in tenant.items() if k != "gpu_pin"}
     record["uid"] = engine.tenant_uid(tenant, state.placed.get(name))
     record["endpoint"] = engine.endpoint(tenant, hosts)
+    record["tls_sans"] = engine.tls_sans(tenant, hosts)
     record["metrics_port"] = metrics_port
     if name in state.unplaced:
         return record | {

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import requests
-from tenancy_inventory import api_key, base_url, load_plan
+from tenancy_inventory import api_key, base_url, load_plan, trust_bundle_ca
 
 
 def run(url: str, headers: dict[str, str], model: str, total: int, concurrency: int) -> tuple[float, float, int]:
@@ -70,6 +70,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    trust_bundle_ca(args.inventory)
 
     plan = [t for t in load_plan(args.inventory) if t["state"] == "present"]
     tenant = next(t for t in plan if args.tenant in (None, t["name"]))

@@ -16,7 +16,7 @@ import sys
 import openai
 import requests
 from PIL import Image
-from tenancy_inventory import api_key, base_url, key_file, load_plan
+from tenancy_inventory import api_key, base_url, key_file, load_plan, trust_bundle_ca
 
 
 def picture_url() -> str:
@@ -58,6 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", default="inventory/local")
     args = parser.parse_args()
+    trust_bundle_ca(args.inventory)
 
     rows = [("TENANT", "ENDPOINT", "MODEL", "IMAGES", "HEALTH", "CHAT", "IMAGE CHAT", "KEY FILE")]
     failed = False

@@ -21,9 +21,11 @@ from typing import ClassVar
 
 import shapes
 from locust import HttpUser, between
-from tenancy_inventory import api_key, base_url, key_file, load_plan
+from tenancy_inventory import api_key, base_url, key_file, load_plan, trust_bundle_ca
 
 INVENTORY = os.environ.get("TENANCY_INVENTORY", "inventory/local")
+# The tenants serve https only: Locust's client (requests) trusts the bundle CA.
+trust_bundle_ca(INVENTORY)
 # The tenant role's default models directory (roles/tenant/defaults tenant_models_dir).
 MODELS_DIR = Path(os.environ.get("TENANCY_MODELS_DIR", "/var/lib/tenancy/models"))
 

@@ -7,9 +7,11 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from tenancy_inventory import ROOT, run_ansible
+from tenancy_inventory import ROOT, run_ansible, trust_bundle_ca
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+# The tenants serve https only, under the inventory's bundle CA.
+trust_bundle_ca(INVENTORY)
 # The tenant role's defaults: host paths the tests expect (data directories, uids).
 TENANT_DEFAULTS = yaml.safe_load((ROOT / "roles" / "tenant" / "defaults" / "main.yml").read_text())
 

@@ -20,9 +20,10 @@ import pytest
 import requests
 from ansible_collections.tenancy.core.plugins.plugin_utils import mig
 from ansible_collections.tenancy.core.plugins.plugin_utils.sizing import quota_terms
-from tenancy_inventory import ROOT, api_key, base_url, load_plan, run_ansible
+from tenancy_inventory import ROOT, api_key, base_url, load_plan, run_ansible, trust_bundle_ca
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local"))
+trust_bundle_ca(INVENTORY)
 
 pytestmark = pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no NVIDIA driver on this machine")
 

@@ -25,9 +25,11 @@ import testinfra
 from docker_view import HostDocker
 from gateway_probe import raw_status
 from isolation import engine_address
-from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, role_defaults, run_ansible
+from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, role_defaults, run_ansible, trust_bundle_ca
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
+# The tenants serve https only, under the inventory's bundle CA.
+trust_bundle_ca(INVENTORY)
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
 os.environ["PATH"] = f"{Path(ansible_bin('ansible-inventory')).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))

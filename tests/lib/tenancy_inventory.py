@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import tempfile
 from pathlib import Path
@@ -41,7 +42,7 @@ def run_ansible(
         stdin=subprocess.DEVNULL,
         check=check,
         timeout=timeout,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        env={**_without_trust(os.environ), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
     )
 
 
@@ -112,6 +113,39 @@ def api_key(inventory: str | os.PathLike[str], tenant: str) -> str:
     return key_file(inventory, tenant).read_text().strip()
 
 
+# The variables Python's TLS clients read a trusted CA file from: requests, and httpx
+# (the openai SDK) with OpenSSL's own SSL_CERT_FILE.
+TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def ca_file(inventory: str | os.PathLike[str]) -> Path:
+    """The bundle CA's certificate that the inventory's clients trust (roles/tenant
+    tls_ca.yml), next to the API key files."""
+    return key_file(inventory, "tenancy-ca").with_name("tenancy-ca.crt")
+
+
+def trust_bundle_ca(inventory: str | os.PathLike[str]) -> Path:
+    """Make this process's HTTPS clients (requests, the openai SDK, urllib through
+    tls_context) trust the inventory's bundle CA and only it, the way the README tells a
+    user to: SSL_CERT_FILE and REQUESTS_CA_BUNDLE. Certificates and host names are still
+    checked; nothing turns verification off. Returns the CA file."""
+    path = ca_file(inventory)
+    for variable in TRUST_VARIABLES:
+        os.environ[variable] = str(path)
+    return path
+
+
+def tls_context(inventory: str | os.PathLike[str]) -> ssl.SSLContext:
+    """A client context that trusts the inventory's bundle CA (raw sockets, urllib)."""
+    return ssl.create_default_context(cafile=str(ca_file(inventory)))
+
+
+def _without_trust(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """The environment for a child process, less trust_bundle_ca's variables: a
+    playbook's own downloads (packages, images) keep the system's CAs."""
+    return {k: v for k, v in environ.items() if k not in TRUST_VARIABLES}
+
+
 def base_url(tenant: dict) -> str:
     """The tenant's gateway as seen from this machine: the plan's endpoint (the host's
     address for a port published on 0.0.0.0), without its /v1."""
@@ -120,7 +154,7 @@ def base_url(tenant: dict) -> str:
     address = tenant["bind_address"]
     if address == "0.0.0.0":
         address = "127.0.0.1" if tenant["host"] in ("localhost", "127.0.0.1") else tenant["host"]
-    return f"http://{address}:{tenant['port']}"
+    return f"https://{address}:{tenant['port']}"
 
 
 def recap_changed(output: str) -> dict[str, int]:

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import testinfra
 import yaml
-from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible
+from tenancy_inventory import ROOT, ansible_bin, load_plan, run_ansible, trust_bundle_ca
 
 # testinfra's ansible backend calls ansible-inventory from PATH: use the project's own.
 os.environ["PATH"] = f"{Path(ansible_bin('ansible-inventory')).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "multihost")).resolve()
+# The tenants serve https only, under the inventory's bundle CA.
+trust_bundle_ca(INVENTORY)
 TEST_HOSTS = yaml.safe_load((ROOT / "tests" / "multihost" / "hosts.yml").read_text())
 STATE_DIR = ROOT / ".multihost"
 

@@ -46,4 +46,4 @@ def test_inventory_plans_offline_over_both_hosts(tmp_path):
     assert plan["bravo"]["host"] == "mh2"
     addresses = {h["name"]: h["address"] for h in TEST_HOSTS}
     for tenant in plan.values():
-        assert tenant["endpoint"] == f"http://{addresses[tenant['host']]}:{tenant['port']}/v1"
+        assert tenant["endpoint"] == f"https://{addresses[tenant['host']]}:{tenant['port']}/v1"

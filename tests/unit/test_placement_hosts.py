@@ -127,10 +127,10 @@ def test_plan_diff_refuses_what_is_not_a_plan(bad):
 @pytest.mark.parametrize(
     ("bind", "facts", "expected"),
     [
-        ("0.0.0.0", {"tenancy_address": "10.0.0.5"}, "http://10.0.0.5:30001/v1"),
-        ("0.0.0.0", {}, "http://h1:30001/v1"),
-        ("192.0.2.7", {"tenancy_address": "10.0.0.5"}, "http://192.0.2.7:30001/v1"),
-        ("0.0.0.0", {"tenancy_address": "localhost"}, "http://127.0.0.1:30001/v1"),
+        ("0.0.0.0", {"tenancy_address": "10.0.0.5"}, "https://10.0.0.5:30001/v1"),
+        ("0.0.0.0", {}, "https://h1:30001/v1"),
+        ("192.0.2.7", {"tenancy_address": "10.0.0.5"}, "https://192.0.2.7:30001/v1"),
+        ("0.0.0.0", {"tenancy_address": "localhost"}, "https://127.0.0.1:30001/v1"),
     ],
 )
 def test_endpoint_is_where_clients_reach_the_tenant(bind, facts, expected):

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.tenancy.core.plugins.plugin_utils import mig, schema, sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils import mig, schema, sizing, tenant_spec
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB
 
 # CPU engines hold the KV cache in host RAM on top of the Python process, the
@@ -247,9 +247,9 @@ def object_names(name: str) -> dict[str, str]:
     }
 
 
-def endpoint(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The tenant's OpenAI base URL as a client reaches it: its bind_address, or for
-    0.0.0.0 the host's address (``tenancy_address``, the inventory's ansible_host)."""
+def _client_address(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The address clients reach the tenant's port at: its bind_address, or for 0.0.0.0
+    the host's address (``tenancy_address``, the inventory's ansible_host)."""
     host = tenant.get("host")
     if host is None:
         return None
@@ -258,4 +258,36 @@ def endpoint(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) 
         address = str((hosts.get(host) or {}).get("tenancy_address") or host)
         if address in ("localhost", "127.0.0.1"):
             address = "127.0.0.1"
-    return f"http://{address}:{tenant['port']}/v1"
+    return address
+
+
+def endpoint(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The tenant's OpenAI base URL as a client reaches it. Always https: the gateway
+    answers nothing else on the tenant's port."""
+    address = _client_address(tenant, hosts)
+    if address is None:
+        return None
+    shown = f"[{address}]" if ":" in address else address
+    return f"https://{shown}:{tenant['port']}/v1"
+
+
+def tls_sans(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The subject alternative names of the tenant's gateway certificate, in order, each
+    once: the endpoint's address, ``localhost`` beside 127.0.0.1, the inventory host's
+    name when it is a DNS name, then the tenant's ``tls_names``."""
+    address = _client_address(tenant, hosts)
+    if address is None:
+        return []
+    names = [address]
+    if address == "127.0.0.1":
+        names.append("localhost")
+    host = str(tenant.get("host"))
+    if host not in ("localhost", "127.0.0.1"):
+        names.append(host)
+    names.extend(tenant.get("tls_names") or [])
+    sans: list[str] = []
+    for name in names:
+        san = tenant_spec.tls_name(name)
+        if san is not None and san not in sans:
+            sans.append(san)
+    return sans

@@ -140,6 +140,13 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
         "exists. MPS tenants of one GPU share one uid (MPS serves one uid at a time): "
         f"{MPS_UID_BASE} + the GPU's index",
     },
+    "tls_names": {
+        "default": None,
+        "shown": "none",
+        "meaning": "more names (DNS names, `*.` wildcards or IP addresses) clients reach the tenant's https endpoint "
+        "at, added to the subject alternative names of its gateway's certificate. The certificate always holds the "
+        "endpoint's address (and the inventory host's name, if it is a DNS name; `localhost` for 127.0.0.1)",
+    },
 }
 
 # Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
@@ -198,6 +205,11 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
     },
     "host": {"null": True, "type": "str", "description": "Inventory host the tenant runs on"},
     "uid": {"type": "int", "description": "uid and gid of the engine process and of the tenant's files on the host"},
+    "tls_names": {
+        "type": "list",
+        "elements": "str",
+        "description": "More names of the tenant's endpoint for its certificate, as the tenant set them",
+    },
     "takes_images": {
         "type": "bool",
         "description": "The model has a vision tower (config.json has vision_config), or the tenant set max_images",
@@ -205,8 +217,14 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
     "endpoint": {
         "null": True,
         "type": "str",
-        "description": "The tenant's OpenAI base URL as clients reach it (bind_address, or the host's address for "
-        "0.0.0.0)",
+        "description": "The tenant's OpenAI base URL as clients reach it, https (bind_address, or the host's "
+        "address for 0.0.0.0)",
+    },
+    "tls_sans": {
+        "type": "list",
+        "elements": "str",
+        "description": "Subject alternative names of the gateway's certificate (DNS:name or IP:address): the "
+        "endpoint's address, the host's name and tls_names",
     },
     "metrics_port": {
         "type": "int",

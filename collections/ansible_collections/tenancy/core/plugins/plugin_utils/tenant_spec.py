@@ -3,6 +3,7 @@ the whole input before anything is sized or placed."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -199,7 +200,53 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
         raise field_error(name, "gpu", spec["gpu"], "pinning a GPU needs the tenant's host pinned too")
     # Resolved after placement (engine.tenant_uid): the default depends on the GPU's mode.
     out["uid"] = None if spec["uid"] in (None, "") else as_int(spec["uid"], name, "uid", 65536, 2147483647)
+    out["tls_names"] = validate_tls_names(spec["tls_names"], name)
     return out
+
+
+# A DNS name a certificate may hold: letters, digits and hyphens per label, 1-63 each,
+# 253 in all; a wildcard only as the whole first label.
+DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def tls_name(value: Any) -> str | None:
+    """The subject alternative name (``DNS:name`` or ``IP:address``) for one name a
+    client uses, or None when it is neither a DNS name nor an IP address."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return f"IP:{ipaddress.ip_address(value)}"
+    except ValueError:
+        pass
+    labels = value.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+        if len(labels) < 2:
+            return None
+    if len(value) > 253 or not labels or not all(DNS_LABEL_RE.match(label) for label in labels):
+        return None
+    if labels[-1].isdigit():
+        return None  # 10.0.0.256 and the like: a mistyped address, not a name
+    return f"DNS:{value.lower()}"
+
+
+def validate_tls_names(value: Any, tenant: str) -> list[str]:
+    """tls_names: a list of DNS names or IP addresses (a single string is one name)."""
+    if value in (None, ""):
+        return []
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or isinstance(names, Mapping):
+        raise field_error(tenant, "tls_names", value, "expected a list of DNS names or IP addresses")
+    for name in names:
+        if tls_name(name) is None:
+            raise field_error(
+                tenant,
+                "tls_names",
+                value,
+                f"{name!r} is neither a DNS name (letters, digits, hyphens; a wildcard only as `*.` in front) "
+                "nor an IP address",
+            )
+    return [str(name) for name in names]
 
 
 def resolve_model_kind(tenant: dict[str, Any], models_dir: str) -> None:
