@@ -4,7 +4,10 @@ runs on its host (playbooks/tasks/list_tenant.yml)."""
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -22,7 +25,7 @@ description:
     key; C(gpu_memory_used_bytes) sums the NVML processes of the engine's container (null
     without NVML).
   - Malformed input raises C(AnsibleFilterError) without showing the key.
-positional: _input, host, containers, metrics, key, volume, gpu_facts
+positional: _input, host, containers, metrics, key, volume, gpu_facts, certificate, now
 options:
   _input:
     description: The tenant's plan record.
@@ -54,6 +57,16 @@ options:
     description: The host's C(tenancy_gpu_facts), or empty.
     type: dict
     default: {}
+  certificate:
+    description:
+      - The gateway certificate installed on the host, as the C(community.crypto.x509_certificate_info)
+        filter reads it, or empty when there is none. The row's C(tls) holds its names, its end and
+        the whole days left (null without a certificate).
+    type: dict
+    default: {}
+  now:
+    description: The time C(days_left) counts from (Unix seconds); the filter's own clock when unset.
+    type: float
 """
 
 EXAMPLES = r"""
@@ -98,6 +111,8 @@ def tenancy_list_row(
     key: str | None = "",
     volume: Mapping[str, Any] | None = None,
     gpu_facts: Mapping[str, Any] | None = None,
+    certificate: Mapping[str, Any] | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     if not isinstance(record, Mapping) or "name" not in record:
         raise AnsibleFilterError("tenancy_list_row: expected a plan record")
@@ -132,6 +147,22 @@ def tenancy_list_row(
         "key_fingerprint": hashlib.sha256(key.encode()).hexdigest()[:8] if key else None,
         "volume": dict(volume or {}),
         "gpu_memory_used_bytes": used,
+        "tls": tls_summary(certificate or {}, time.time() if now is None else now),
+    }
+
+
+def tls_summary(certificate: Mapping[str, Any], now: float) -> dict[str, Any] | None:
+    """Names, end and whole days left of the gateway's certificate (None without one)."""
+    if not certificate.get("not_after"):
+        return None
+    try:
+        ends = datetime.strptime(str(certificate["not_after"]), "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError as error:
+        raise AnsibleFilterError(f"tenancy_list_row: certificate not_after {certificate['not_after']!r}") from error
+    return {
+        "names": list(certificate.get("subject_alt_name") or []),
+        "not_after": ends.isoformat(),
+        "days_left": math.floor((ends.timestamp() - now) / 86400),
     }
 
 

@@ -8,8 +8,8 @@ Kinds (what each request is):
                itself. Pipelined, PIPELINE requests per write, on keep-alive connections.
   over_limit - GET /v1/models with the tenant's own key (--key-file): the first rpm_limit
                a minute reach the engine, every other one gets 429 from the gateway.
-  connect    - a new TCP connection per request (Connection: close), bad key: the cost
-               of accepting connections, not of parsing requests.
+  connect    - a new TLS connection per request (Connection: close), bad key: the cost
+               of accepting connections and their handshakes, not of parsing requests.
   burn       - no requests: each process keeps its core busy with arithmetic. The
                control front_door compares a flood with: what the flooded tenant may
                do with its own cores anyway.
@@ -31,9 +31,14 @@ import multiprocessing
 import os
 import signal
 import socket
+import ssl
 import time
 
 PIPELINE = 32
+
+# The tenant's port speaks TLS only. The default context trusts what SSL_CERT_FILE names
+# (the bundle CA, as the load tests set it) and checks the certificate's names.
+TLS = ssl.create_default_context()
 
 
 def request(host: str, key: str, close: bool) -> bytes:
@@ -90,7 +95,9 @@ def worker(args: argparse.Namespace, key: str, deadline: float, queue: multiproc
     while not stop and time.monotonic() < deadline:
         try:
             if sock is None:
-                sock = socket.create_connection((args.host, args.port), timeout=5)
+                sock = TLS.wrap_socket(
+                    socket.create_connection((args.host, args.port), timeout=5), server_hostname=args.host
+                )
                 buffer.clear()
             sock.sendall(batch)
             wanted = 1 if close else PIPELINE

@@ -41,6 +41,10 @@ def test_second_site_run_changes_nothing_and_prints_no_key(first_converge, inven
         key = api_key(inventory, name)
         assert key not in result.stdout
         assert key not in result.stderr
+    # Nor any TLS private key (the bundle CA's, the gateways'): a line of its PEM body.
+    for path in (key_file(inventory, "x").parent / "tls").glob("*.key"):
+        body = path.read_text().splitlines()[1]
+        assert body not in result.stdout and body not in result.stderr, path.name
     # The fast path (roles/tenant/tasks/converged.yml): nothing changed, so no tenant was
     # converged task by task.
     assert "converging in full" not in " ".join(result.stdout.split()), result.stdout[-6000:]

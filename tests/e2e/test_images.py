@@ -187,7 +187,7 @@ def test_an_image_url_is_refused_before_the_engine_fetches_anything(image_tenant
     the flag (the planted break) the message differs: vLLM tries the fetch and fails on
     what it got or on the connection. data: URLs (test_image_chat) are not affected."""
     host = image_tenant["names"]["gateway"] if where == "own-gateway" else "example.com"
-    url = f"http://{host}:8080/v1/models" if where == "own-gateway" else f"https://{host}/cat.png"
+    url = f"https://{host}:8080/v1/models" if where == "own-gateway" else f"https://{host}/cat.png"
     with pytest.raises(openai.BadRequestError) as excinfo:
         image_client.chat.completions.create(
             model=image_tenant["served_model_name"], messages=image_message(url), max_tokens=4

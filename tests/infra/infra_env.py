@@ -25,7 +25,16 @@ import testinfra
 from docker_view import HostDocker
 from gateway_probe import raw_status
 from isolation import engine_address
-from tenancy_inventory import ROOT, ansible_bin, base_url, load_plan, role_defaults, run_ansible, trust_bundle_ca
+from tenancy_inventory import (
+    ROOT,
+    ansible_bin,
+    base_url,
+    load_plan,
+    role_defaults,
+    run_ansible,
+    tls_context,
+    trust_bundle_ca,
+)
 
 INVENTORY = Path(os.environ.get("TENANCY_INVENTORY", ROOT / "inventory" / "local")).resolve()
 # The tenants serve https only, under the inventory's bundle CA.
@@ -380,7 +389,7 @@ def flood_refused(tenant: dict, count: int = 2000) -> tuple[int, int, float]:
     # left it above the cap, and then (by design) not even the flood's first lines
     # would be logged. Start from a quiet gateway.
     time.sleep(1.5)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    connection = http.client.HTTPSConnection(url.hostname, url.port, timeout=10, context=tls_context(INVENTORY))
     refused, started = 0, time.monotonic()
     for _ in range(count):
         connection.request("GET", f"/v1/{marker}", headers={"Authorization": "Bearer not-a-key"})

@@ -13,7 +13,11 @@ def raw_status(url: str, path: str, key: str) -> int:
     method = "POST" if path in POST_PATHS else "GET"
     request = requests.Request(method, url + path, headers={"Authorization": f"Bearer {key}"}).prepare()
     request.url = url + path
-    return requests.Session().send(request, timeout=10).status_code
+    session = requests.Session()
+    # send() alone skips the environment: take its CA bundle (trust_bundle_ca) as a
+    # request() would. Verification stays on.
+    settings = session.merge_environment_settings(request.url, {}, None, None, None)
+    return session.send(request, timeout=10, verify=settings["verify"]).status_code
 
 
 def path_statuses(url: str, key: str) -> dict[str, int]:

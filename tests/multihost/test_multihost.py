@@ -259,7 +259,7 @@ def keep_alive_clients(tenant: dict, name: str, inventory, count: int, pause: fl
 
     def run() -> None:
         session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
+        session.mount("https://", requests.adapters.HTTPAdapter(max_retries=0))
         while not stop.is_set():
             sent = time.monotonic()
             try:

@@ -12,7 +12,7 @@ from tenancy_list_row import tenancy_list_row
 RECORD = {
     "name": "companyA",
     "port": 30001,
-    "endpoint": "http://127.0.0.1:30001/v1",
+    "endpoint": "https://127.0.0.1:30001/v1",
     "served_model_name": "tiny-chat",
     "mode": "cpu",
     "gpu": None,
@@ -71,3 +71,26 @@ def test_malformed_input_is_refused():
         tenancy_list_row({"port": 1}, "h1", [])
     with pytest.raises(AnsibleFilterError, match="companyA"):
         tenancy_list_row(RECORD, "h1", [info("running")])
+
+
+def test_the_gateway_certificate_shows_its_names_and_whole_days_left():
+    certificate = {"not_after": "20270101000000Z", "subject_alt_name": ["IP:127.0.0.1", "DNS:localhost"]}
+    # 10.5 days before the end: 10 whole days left.
+    now = 1798761600 - 10.5 * 86400
+    row = tenancy_list_row(RECORD, "localhost", [info("running"), info("running")], certificate=certificate, now=now)
+    assert row["tls"] == {
+        "names": ["IP:127.0.0.1", "DNS:localhost"],
+        "not_after": "2027-01-01T00:00:00+00:00",
+        "days_left": 10,
+    }
+    expired = tenancy_list_row(RECORD, "localhost", [info("running")] * 2, certificate=certificate, now=1798761600 + 1)
+    assert expired["tls"]["days_left"] == -1
+
+
+def test_a_tenant_without_a_certificate_shows_none():
+    assert tenancy_list_row(RECORD, "localhost", [info("running")] * 2)["tls"] is None
+
+
+def test_a_certificate_end_that_is_no_asn1_time_is_refused():
+    with pytest.raises(AnsibleFilterError, match="not_after"):
+        tenancy_list_row(RECORD, "localhost", [info("running")] * 2, certificate={"not_after": "soon"})
