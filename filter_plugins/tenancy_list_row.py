@@ -59,9 +59,9 @@ options:
     default: {}
   certificate:
     description:
-      - The gateway certificate installed on the host, as the C(community.crypto.x509_certificate_info)
-        filter reads it, or empty when there is none. The row's C(tls) holds its names, its end and
-        the whole days left (null without a certificate).
+      - The gateway certificate installed on the host, as the C(tenancy_certificate) filter reads it,
+        or empty when there is none. The row's C(tls) holds its names, its end and the whole days
+        left (null without a certificate).
     type: dict
     default: {}
   now:
@@ -155,14 +155,11 @@ def tls_summary(certificate: Mapping[str, Any], now: float) -> dict[str, Any] | 
     """Names, end and whole days left of the gateway's certificate (None without one)."""
     if not certificate.get("not_after"):
         return None
-    try:
-        ends = datetime.strptime(str(certificate["not_after"]), "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError as error:
-        raise AnsibleFilterError(f"tenancy_list_row: certificate not_after {certificate['not_after']!r}") from error
+    ends = int(certificate["not_after"])
     return {
-        "names": list(certificate.get("subject_alt_name") or []),
-        "not_after": ends.isoformat(),
-        "days_left": math.floor((ends.timestamp() - now) / 86400),
+        "names": list(certificate.get("names") or []),
+        "not_after": datetime.fromtimestamp(ends, tz=UTC).isoformat(),
+        "days_left": math.floor((ends - now) / 86400),
     }
 
 
