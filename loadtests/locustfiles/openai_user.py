@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import shapes
 from locust import HttpUser, between
-from tenancy_inventory import api_key, base_url, key_file, load_plan, trust_bundle_ca
+from tenancy_inventory import api_key, base_url, ca_file, key_file, load_plan, trust_bundle_ca
 
 INVENTORY = os.environ.get("TENANCY_INVENTORY", "inventory/local")
 # The tenants serve https only: Locust's client (requests) trusts the bundle CA.
@@ -107,9 +107,14 @@ class TenantUser(HttpUser):
     model = ""
     max_tokens = 16
     ignore_eos = False
+    # The bundle CA the tenant's https endpoint is checked against (bind() sets it).
+    # Locust's session ignores REQUESTS_CA_BUNDLE (trust_env off), so it is set here.
+    ca_path = ""
 
     def on_start(self) -> None:
         self._key_read_at = time.monotonic()
+        if self.ca_path:
+            self.client.verify = self.ca_path
 
     @property
     def headers(self) -> dict[str, str]:
@@ -232,6 +237,7 @@ def bind(base: type[TenantUser], tenant: dict, inventory: str = INVENTORY, **att
             "tenant": tenant["name"],
             "key": api_key(inventory, tenant["name"]),
             "key_path": str(key_file(inventory, tenant["name"])),
+            "ca_path": str(ca_file(inventory)),
             "model": tenant["served_model_name"],
             **attributes,
         },

@@ -1,33 +1,42 @@
-"""Scenario `rotation`: a tenant's API key is rotated under load and no request fails.
+"""Scenario `rotation`: a tenant's API key, then its gateway certificate, are rotated
+under load and no request fails.
 
 Keep-alive users send chats all through `playbooks/rotate-keys.yml -e tenant=<t>`,
 re-reading the tenant's key file every ROTATION_KEY_REFRESH_S seconds, the way a client
 picks up a rotated key. Rotation is the real flow: the gateway accepts old and new key
 side by side, the key file switches atomically, and the old key goes after a drain
-(tenant_rotate_drain_seconds). The run starts the playbook after ROTATION_DELAY_S and
-stops ROTATION_TAIL_S after it finished. The inventory's key file ends up rotated.
+(tenant_rotate_drain_seconds). Then `playbooks/tenant-cert.yml -e tenant=<t>` swaps the
+gateway's certificate through HAProxy's runtime API while half the users keep their TLS
+connections open and the other half make a new handshake for every request
+(Connection: close). The run starts the first playbook after ROTATION_DELAY_S and stops
+ROTATION_TAIL_S after the second finished. The inventory's key file and the tenant's
+certificate end up rotated.
 
 Settings and thresholds (environment variables):
   ROTATION_TENANT          default: the plan's first present tenant
   ROTATION_KEY_REFRESH_S   how often users re-read the key file (default 1)
   ROTATION_DELAY_S / ROTATION_TAIL_S   load before / after the playbook (default 5 / 5)
   ROTATION_MIN_REQUESTS    fewest requests for a meaningful run (default 20)
-Enforced: the playbook succeeded, the key changed, no request failed, and afterwards
-the old key gets 401 and the new one 200.
+Enforced: both playbooks succeeded, the key changed, the gateway serves a certificate
+with a new serial, no request failed, and afterwards the old key gets 401 and the new
+one 200.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import gevent
 import requests
+from cryptography import x509
 from locust import constant_throughput, events
 from openai_user import INVENTORY, TenantUser, bind, scenario_tenants
 from report import enforce, env_float, tenant_rows, write_tenant_csv
-from tenancy_inventory import api_key, base_url, run_ansible
+from tenancy_inventory import api_key, base_url, run_ansible, tls_context
 
 (TENANT,) = scenario_tenants("rotation", "ROTATION_TENANT")
 DELAY_S = env_float("ROTATION_DELAY_S", 5)
@@ -41,13 +50,40 @@ class RotatingKeyUser(TenantUser):
     tasks: ClassVar[list] = [TenantUser.chat, TenantUser.completion]
 
 
-# 4 users x 2 req/s stay below the demo's rpm_limit of 600.
+class HandshakingUser(RotatingKeyUser):
+    """A new TCP connection and TLS handshake for every request."""
+
+    abstract = True
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**super().headers, "Connection": "close"}
+
+
+# 4 users x 2 req/s stay below the demo's rpm_limit of 600: half keep their connections,
+# half make a new one each time.
 Rotating = bind(
     RotatingKeyUser,
     TENANT,
     wait_time=constant_throughput(2),
     key_refresh_s=env_float("ROTATION_KEY_REFRESH_S", 1.0),
 )
+Handshaking = bind(
+    HandshakingUser,
+    TENANT,
+    wait_time=constant_throughput(2),
+    key_refresh_s=env_float("ROTATION_KEY_REFRESH_S", 1.0),
+)
+
+
+def served_serial() -> int:
+    """The serial of the certificate the tenant's gateway serves now (a new handshake)."""
+    url = urlsplit(base_url(TENANT))
+    with (
+        socket.create_connection((url.hostname, url.port), timeout=10) as sock,
+        tls_context(INVENTORY).wrap_socket(sock, server_hostname=url.hostname) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
 def rotate(environment) -> None:
@@ -58,6 +94,15 @@ def rotate(environment) -> None:
         "ansible-playbook", "-i", INVENTORY, "playbooks/rotate-keys.yml", "-e", f"tenant={TENANT['name']}"
     )
     rotation.update(rc=result.returncode, seconds=time.monotonic() - started, output=result.stdout[-3000:])
+    gevent.sleep(DELAY_S)
+    rotation["old_serial"] = served_serial()
+    started = time.monotonic()
+    result = run_ansible(
+        "ansible-playbook", "-i", INVENTORY, "playbooks/tenant-cert.yml", "-e", f"tenant={TENANT['name']}"
+    )
+    rotation.update(cert_rc=result.returncode, cert_seconds=time.monotonic() - started)
+    rotation["cert_output"] = result.stdout[-3000:]
+    rotation["new_serial"] = served_serial()
     gevent.sleep(TAIL_S)
     environment.runner.quit()
 
@@ -81,6 +126,10 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         problems.append("the rotation did not run to its end (run time too short?)")
     elif rotation["rc"] != 0:
         problems.append(f"rotate-keys.yml failed (rc {rotation['rc']}):\n{rotation['output']}")
+    if rotation.get("cert_rc") not in (None, 0):
+        problems.append(f"tenant-cert.yml failed (rc {rotation['cert_rc']}):\n{rotation['cert_output']}")
+    elif "cert_rc" in rotation and rotation["new_serial"] == rotation["old_serial"]:
+        problems.append(f"the gateway still serves the certificate with serial {rotation['old_serial']:X}")
     new_key = Path(Rotating.key_path).read_text().strip()
     old_key = str(rotation.get("old_key", new_key))
     if new_key == old_key:
@@ -99,5 +148,6 @@ def enforce_thresholds(environment, **_kwargs) -> None:
         "rotation",
         problems,
         f"{stats.num_requests} requests to {TENANT['name']}, {stats.num_failures} failed; rotate-keys.yml took "
-        f"{float(rotation.get('seconds', 0)):.1f} s (rc {rotation.get('rc')})",
+        f"{float(rotation.get('seconds', 0)):.1f} s (rc {rotation.get('rc')}), tenant-cert.yml "
+        f"{float(rotation.get('cert_seconds', 0)):.1f} s (rc {rotation.get('cert_rc')})",
     )
