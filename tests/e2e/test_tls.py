@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 import requests
+from cryptography import x509
 from helpers import TENANT_DEFAULTS
-from tenancy_inventory import api_key, base_url, ca_file, key_file, tls_context
+from tenancy_inventory import api_key, base_url, ca_file, key_file, run_ansible, tls_context
 
 # Run as uid/gid 65534 (nobody, no groups): any local user without Docker rights.
 AS_LOCAL_USER = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
@@ -249,3 +250,35 @@ def test_tls_private_keys_are_readable_by_their_owner_only(tenants, inventory, d
         assert "PRIVATE KEY" not in inspected
         body = "".join(host_key.read_text().splitlines()[1:-1])
         assert body[:40] not in inspected
+
+
+def served_serial(tenant: dict, inventory) -> int:
+    with handshake(tenant, tls_context(inventory)) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_a_certificate_rotation_swaps_it_live_and_touches_no_other_tenant(tenants, inventory, docker_client):
+    """tenant-cert.yml (run with -vvv) gives companyA's gateway a new certificate with no
+    restart of any container; companyB keeps its certificate. The new one is on the host
+    too (a restart keeps it), and neither the new key nor the old shows in the output."""
+    containers = [t["names"][role] for t in tenants.values() for role in ("engine", "gateway")]
+    started = {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in containers}
+    before = {name: served_serial(tenant, inventory) for name, tenant in tenants.items()}
+    tls_dir = key_file(inventory, "x").parent / "tls"
+    old_key = (tls_dir / "companyA.key").read_text().splitlines()[1]
+    result = run_ansible(
+        "ansible-playbook", "-vvv", "-i", inventory, "playbooks/tenant-cert.yml", "-e", "tenant=companyA"
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    new_key = (tls_dir / "companyA.key").read_text().splitlines()[1]
+    assert new_key != old_key
+    for line in (old_key, new_key):
+        assert line not in result.stdout and line not in result.stderr
+    after = {name: served_serial(tenant, inventory) for name, tenant in tenants.items()}
+    assert after["companyA"] != before["companyA"]
+    assert after["companyB"] == before["companyB"]
+    on_disk = x509.load_pem_x509_certificate(
+        (Path(tenants["companyA"]["names"]["config_dir"]) / "gateway" / "tls.pem").read_bytes()
+    )
+    assert on_disk.serial_number == after["companyA"]
+    assert {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in containers} == started

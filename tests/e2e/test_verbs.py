@@ -64,6 +64,8 @@ def demo_containers(tenants) -> list[str]:
         ("tenant-update.yml", ["-e", "tenant=nobody", "-e", "rpm_limit=5"], "unknown tenant nobody"),
         ("tenant-remove.yml", ["-e", "tenant=nobody", "-e", "confirm=yes"], "unknown tenant nobody"),
         ("rotate-keys.yml", ["-e", "tenant=nobody"], "unknown tenant nobody"),
+        ("tenant-cert.yml", ["-e", "tenant=nobody"], "unknown tenant nobody"),
+        ("tenant-update.yml", ["-e", "tenant=companyB", "-e", "tls_names=my_host"], "field 'tls_names'"),
         ("tenant-update.yml", ["-e", "tenant=companyB", "-e", "port=30001"], "already used by tenant 'companyA'"),
         ("tenant-add.yml", ["-e", "tenant=companya", "-e", "port=30009"], "tenant companya already exists"),
         ("tenant-update.yml", ["-e", "tenant=companyB"], "nothing to update"),

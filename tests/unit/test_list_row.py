@@ -77,9 +77,7 @@ def test_the_gateway_certificate_shows_its_names_and_whole_days_left():
     ends = 1798761600  # 2027-01-01 00:00 UTC
     certificate = {"not_after": ends, "names": ["IP:127.0.0.1", "DNS:localhost"]}
     # 10.5 days before the end: 10 whole days left.
-    row = tenancy_list_row(
-        RECORD, "localhost", [info("running")] * 2, certificate=certificate, now=ends - 10.5 * 86400
-    )
+    row = tenancy_list_row(RECORD, "localhost", [info("running")] * 2, certificate=certificate, now=ends - 10.5 * 86400)
     assert row["tls"] == {
         "names": ["IP:127.0.0.1", "DNS:localhost"],
         "not_after": "2027-01-01T00:00:00+00:00",
