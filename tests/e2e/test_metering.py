@@ -82,7 +82,7 @@ def test_metrics_are_on_the_loopback_metrics_port_only(tenants, docker_client):
         planted["HostConfig"]["PortBindings"]["9101/tcp"][0]["HostIp"] = "0.0.0.0"
         assert gateway_network(planted, tenant) != []
         # And the tenant's own port does not serve either path.
-        for path in ("/metrics", "/engine/metrics"):
+        for path in ("/metrics", "/engine/metrics", "/tls/metrics"):
             assert requests.get(base_url(tenant) + path, timeout=10).status_code == 404
 
 

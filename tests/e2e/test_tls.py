@@ -15,6 +15,7 @@ import ssl
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from helpers import TENANT_DEFAULTS
 from tenancy_inventory import api_key, base_url, ca_file, key_file, run_ansible, tls_context
 
 # Run as uid/gid 65534 (nobody, no groups): any local user without Docker rights.
+PROMETHEUS = "http://127.0.0.1:9090"
 AS_LOCAL_USER = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 
 
@@ -281,4 +283,39 @@ def test_a_certificate_rotation_swaps_it_live_and_touches_no_other_tenant(tenant
         (Path(tenants["companyA"]["names"]["config_dir"]) / "gateway" / "tls.pem").read_bytes()
     )
     assert on_disk.serial_number == after["companyA"]
+    # The gateway's /tls/metrics reports the new end at once (the runtime API's map).
+    assert certificate_end(tenants["companyA"]) == int(on_disk.not_valid_after_utc.timestamp())
     assert {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in containers} == started
+
+
+def certificate_end(tenant: dict) -> int:
+    """tenancy_gateway_certificate_not_after_seconds from the gateway's metrics port."""
+    answer = requests.get(f"http://127.0.0.1:{tenant['metrics_port']}/tls/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    (line,) = [line for line in answer.text.splitlines() if not line.startswith("#")]
+    name, value = line.split()
+    assert name == "tenancy_gateway_certificate_not_after_seconds"
+    return int(value)
+
+
+def test_prometheus_knows_when_each_certificate_ends(tenants, inventory):
+    """Each gateway exports its certificate's end; Prometheus scrapes it per tenant, and
+    the alert rule TenancyCertificateExpiresSoon is loaded."""
+    expected = {}
+    for name, tenant in tenants.items():
+        with handshake(tenant, tls_context(inventory)) as tls:
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        expected[name] = int(served.not_valid_after_utc.timestamp())
+        assert certificate_end(tenant) == expected[name], name
+    deadline = time.monotonic() + 60
+    while True:
+        answer = requests.get(
+            f"{PROMETHEUS}/api/v1/query", params={"query": "tenancy_gateway_certificate_not_after_seconds"}, timeout=10
+        ).json()
+        scraped = {r["metric"]["tenant"]: int(float(r["value"][1])) for r in answer["data"]["result"]}
+        if all(scraped.get(name) == end for name, end in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(2)  # the next scrape (monitoring_scrape_interval)
+    assert {name: scraped.get(name) for name in expected} == expected
+    rules = requests.get(f"{PROMETHEUS}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert "TenancyCertificateExpiresSoon" in {rule["name"] for group in rules for rule in group["rules"]}
