@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible_collections.tenancy.core.plugins.plugin_utils import cpusets, engine, sizing, tenant_spec
+from ansible_collections.tenancy.core.plugins.plugin_utils import cpusets, engine, sizing, tenant_spec, tls
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import field_error, format_bytes
 from ansible_collections.tenancy.core.plugins.plugin_utils.placement import Placement, place
 
@@ -113,6 +113,15 @@ options:
         fails the plan naming the tenant, C(port) and the value.
     type: int
     default: 10000
+  tls_dir:
+    description:
+      - The directory a relative C(tls_cert) or C(tls_key) is taken from (playbooks pass the
+        inventory's directory). The files are read here, on the controller, and checked.
+    type: str
+    default: ""
+  now:
+    description: The time certificates are checked at (Unix seconds); the controller's clock when unset.
+    type: float
 """
 
 EXAMPLES = r"""
@@ -204,6 +213,15 @@ _value:
       description: More names of the tenant's endpoint for its certificate, as the tenant set them
       type: list
       elements: str
+    tls_cert:
+      description: The operator's certificate file on the controller (absolute), or null for the bundle CA's
+      type: str
+    tls_key:
+      description: The operator's key file on the controller, or null
+      type: str
+    tls_min_days:
+      description: Days tls_cert must still be valid when a run starts
+      type: int
     takes_images:
       description: The model has a vision tower (config.json has vision_config), or the tenant set max_images
       type: bool
@@ -284,6 +302,8 @@ def tenancy_plan(
     placement: str = "spread",
     cpu_oversubscribe: bool = False,
     metrics_port_offset: int = tenant_spec.METRICS_PORT_OFFSET,
+    tls_dir: str = "",
+    now: float | None = None,
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
     hosts = dict(hosts) if isinstance(hosts, Mapping) else {host: {} for host in hosts or []}
@@ -308,6 +328,9 @@ def tenancy_plan(
     tenant_spec.check_ports(placed, metrics_port_offset)
     uids = {t["name"]: engine.tenant_uid(t, state.placed.get(t["name"])) for t in validated}
     tenant_spec.check_uids(placed, uids, state.placed)
+    for tenant in placed:
+        if tenant["state"] == "present":
+            tls.check_operator_certificate(tenant, engine.required_tls_names(tenant, hosts), tls_dir, now)
     mig_slices = state.mig_starts()
     fractions = {}
     for tenant in placed:

@@ -306,9 +306,12 @@ def test_every_recorded_series_and_alert_keeps_the_tenant_label():
     assert {r.get("alert") for r in exprs} >= {"TenancyGatewayDown", "TenancyEngineDown", "TenancyGateway5xx"}
     for rule in exprs:
         expr = rule["expr"]
-        # The GPU exporter's series carry their tenant themselves (and the host from the scrape).
+        # The GPU exporter's series carry their tenant themselves (and the host from the scrape);
+        # the gateways' own (tenancy_gateway_*) both, from their scrape target.
         assert (
-            "by (tenant, host" in expr or "tenancy:" in expr or expr.startswith(("up{", "haproxy_", "tenancy_gpu_"))
+            "by (tenant, host" in expr
+            or "tenancy:" in expr
+            or expr.startswith(("up{", "haproxy_", "tenancy_gpu_", "tenancy_gateway_"))
         ), rule
 
 

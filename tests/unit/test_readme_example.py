@@ -20,12 +20,47 @@ def block(header: str) -> dict:
     return yaml.safe_load(found.group(1))
 
 
-def test_the_production_example_plans_on_two_a100_hosts():
+def operator_certificate(directory: Path, names: list[str], pem: str, key_pem: str) -> None:
+    """A certificate of "the operator's own CA" for `names`, where the example says."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example Corp CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / pem).parent.mkdir(parents=True, exist_ok=True)
+    (directory / pem).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / key_pem).write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (directory / key_pem).chmod(0o600)
+
+
+def test_the_production_example_plans_on_two_a100_hosts(tmp_path):
     settings = block("# inventory/prod/group_vars/all/tenancy.yml")
     tenants = block("# inventory/prod/group_vars/all/tenants.yml")["tenants"]
     a100 = [{"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory": "80GiB", "mode": "shared"}]
     hosts = {"gpu1.example.net": {"tenancy_gpus": a100}, "gpu2.example.net": {"tenancy_gpus": a100}}
-    plan = tenancy_plan(tenants, settings["tenancy_tenant_defaults"], hosts, None, "/nonexistent")
+    for tenant in tenants:
+        if tenant.get("tls_cert"):
+            operator_certificate(tmp_path, list(hosts), tenant["tls_cert"], tenant["tls_key"])
+    plan = tenancy_plan(
+        tenants, settings["tenancy_tenant_defaults"], hosts, None, "/nonexistent", tls_dir=str(tmp_path)
+    )
     assert [r["name"] for r in plan] == [t["name"] for t in tenants]
     assert all(r["state"] == "present" and r["kv_cache_bytes"] > 0 for r in plan)
     assert next(r for r in plan if r["name"] == "companyC")["host"] == "gpu2.example.net"

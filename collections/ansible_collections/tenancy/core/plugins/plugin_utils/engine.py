@@ -247,7 +247,7 @@ def object_names(name: str) -> dict[str, str]:
     }
 
 
-def _client_address(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
+def client_address(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The address clients reach the tenant's port at: its bind_address, or for 0.0.0.0
     the host's address (``tenancy_address``, the inventory's ansible_host)."""
     host = tenant.get("host")
@@ -264,7 +264,7 @@ def _client_address(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, 
 def endpoint(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The tenant's OpenAI base URL as a client reaches it. Always https: the gateway
     answers nothing else on the tenant's port."""
-    address = _client_address(tenant, hosts)
+    address = client_address(tenant, hosts)
     if address is None:
         return None
     shown = f"[{address}]" if ":" in address else address
@@ -275,7 +275,7 @@ def tls_sans(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) 
     """The subject alternative names of the tenant's gateway certificate, in order, each
     once: the endpoint's address, ``localhost`` beside 127.0.0.1, the inventory host's
     name when it is a DNS name, then the tenant's ``tls_names``."""
-    address = _client_address(tenant, hosts)
+    address = client_address(tenant, hosts)
     if address is None:
         return []
     names = [address]
@@ -291,3 +291,10 @@ def tls_sans(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) 
         if san is not None and san not in sans:
             sans.append(san)
     return sans
+
+
+def required_tls_names(tenant: Mapping[str, Any], hosts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The names an operator's certificate must cover: the endpoint's address and every
+    tls_names entry (as DNS:/IP: names)."""
+    names = [client_address(tenant, hosts), *(tenant.get("tls_names") or [])]
+    return [san for san in (tenant_spec.tls_name(n) for n in names if n) if san is not None]

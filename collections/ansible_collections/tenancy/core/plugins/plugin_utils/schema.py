@@ -147,6 +147,25 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
         "at, added to the subject alternative names of its gateway's certificate. The certificate always holds the "
         "endpoint's address (and the inventory host's name, if it is a DNS name; `localhost` for 127.0.0.1)",
     },
+    "tls_cert": {
+        "default": None,
+        "shown": "issued by the bundle CA",
+        "meaning": "the operator's own certificate for the gateway (a public or corporate CA): a PEM file on the "
+        "controller, the server certificate first, then its intermediates; a relative path is taken from the "
+        "inventory's directory. Goes with `tls_key`. Refused before any change: a file that cannot be read, a key "
+        "that does not match, a certificate that has expired or ends within `tls_min_days`, or one whose names do "
+        "not cover the endpoint's address and every `tls_names` entry",
+    },
+    "tls_key": {
+        "default": None,
+        "shown": "none",
+        "meaning": "the unencrypted PEM private key of `tls_cert`, on the controller, readable by its owner only "
+        "(mode 0600 or stricter; refused otherwise)",
+    },
+    "tls_min_days": {
+        "default": 14,
+        "meaning": "`tls_cert` must be valid for at least this many more days when a run starts",
+    },
 }
 
 # Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
@@ -210,6 +229,13 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
         "elements": "str",
         "description": "More names of the tenant's endpoint for its certificate, as the tenant set them",
     },
+    "tls_cert": {
+        "null": True,
+        "type": "str",
+        "description": "The operator's certificate file on the controller (absolute), or null for the bundle CA's",
+    },
+    "tls_key": {"null": True, "type": "str", "description": "The operator's key file on the controller, or null"},
+    "tls_min_days": {"type": "int", "description": "Days tls_cert must still be valid when a run starts"},
     "takes_images": {
         "type": "bool",
         "description": "The model has a vision tower (config.json has vision_config), or the tenant set max_images",

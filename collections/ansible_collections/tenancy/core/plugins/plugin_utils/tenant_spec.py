@@ -201,6 +201,15 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
     # Resolved after placement (engine.tenant_uid): the default depends on the GPU's mode.
     out["uid"] = None if spec["uid"] in (None, "") else as_int(spec["uid"], name, "uid", 65536, 2147483647)
     out["tls_names"] = validate_tls_names(spec["tls_names"], name)
+    for field in ("tls_cert", "tls_key"):
+        value = spec[field]
+        if value not in (None, "") and not isinstance(value, str):
+            raise field_error(name, field, value, "expected the path of a PEM file on the controller")
+        out[field] = value or None
+    if (out["tls_cert"] is None) != (out["tls_key"] is None):
+        missing = "tls_key" if out["tls_key"] is None else "tls_cert"
+        raise field_error(name, missing, None, "tls_cert and tls_key go together: set both, or neither")
+    out["tls_min_days"] = as_int(spec["tls_min_days"], name, "tls_min_days", 0, 3650)
     return out
 
 
