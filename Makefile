@@ -71,7 +71,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile) and a syntax che
 	$(BIN)/ansible-lint --offline
 	$(BIN)/ansible-playbook -i $(INVENTORY) --syntax-check site.yml playbooks/plan.yml playbooks/host.yml playbooks/tenant-add.yml \
 	  playbooks/tenant-update.yml playbooks/tenant-remove.yml playbooks/rotate-keys.yml playbooks/tenants-list.yml \
-	  playbooks/tenants-usage.yml
+	  playbooks/tenants-usage.yml playbooks/tenant-cert.yml
 
 unit: venv ## Unit tests of the planner filter
 	$(BIN)/pytest -q tests/unit --durations=5

@@ -68,7 +68,9 @@ def check_operator_certificate(
                 data[field] = handle.read()
             mode = os.stat(path).st_mode
         except OSError as error:
-            raise field_error(name, field, raw[field], f"cannot read {path} on the controller: {error.strerror}") from error
+            raise field_error(
+                name, field, raw[field], f"cannot read {path} on the controller: {error.strerror}"
+            ) from error
         if field == "tls_key" and stat.S_IMODE(mode) & 0o077:
             raise field_error(
                 name,
