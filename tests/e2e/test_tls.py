@@ -10,6 +10,7 @@ import contextlib
 import http.server
 import json
 import secrets
+import shutil
 import socket
 import ssl
 import stat
@@ -23,7 +24,7 @@ import openai
 import pytest
 import requests
 from cryptography import x509
-from helpers import TENANT_DEFAULTS
+from helpers import TENANT_DEFAULTS, run_site
 from tenancy_inventory import api_key, base_url, ca_file, key_file, run_ansible, tls_context
 
 # Run as uid/gid 65534 (nobody, no groups): any local user without Docker rights.
@@ -319,3 +320,85 @@ def test_prometheus_knows_when_each_certificate_ends(tenants, inventory):
     assert {name: scraped.get(name) for name in expected} == expected
     rules = requests.get(f"{PROMETHEUS}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert "TenancyCertificateExpiresSoon" in {rule["name"] for group in rules for rule in group["rules"]}
+
+
+def operator_pair(directory: Path, names: list[str]) -> tuple[Path, Path, Path]:
+    """A CA of "the operator's own" and a server certificate from it for `names`:
+    (CA certificate, certificate file, key file 0600)."""
+    import datetime
+    import ipaddress
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Operator Corp CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    sans = [x509.IPAddress(ipaddress.ip_address(n[3:])) if n.startswith("IP:") else x509.DNSName(n[4:]) for n in names]
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "operator-issued")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "operator-ca.crt", directory / "gateway.pem", directory / "gateway.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
+def test_an_operators_own_certificate_is_swapped_in_and_back_with_no_restart(
+    tenants, inventory, docker_client, tmp_path
+):
+    """tenant-update.yml gives companyB a certificate of the operator's own CA: the
+    gateway serves it (swapped in live, no container restarts), and companyA keeps the
+    bundle CA's. The repository's inventory (no tls_cert) then puts the bundle CA's
+    certificate back the same way."""
+    containers = [t["names"][role] for t in tenants.values() for role in ("engine", "gateway")]
+    started = {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in containers}
+    serial_a = served_serial(tenants["companyA"], inventory)
+    operator_ca, cert, key = operator_pair(tmp_path, tenants["companyB"]["tls_sans"])
+    copy = tmp_path / "inventory"
+    shutil.copytree(inventory, copy)
+    try:
+        result = run_ansible(
+            "ansible-playbook", "-i", copy, "playbooks/tenant-update.yml",
+            "-e", "tenant=companyB", "-e", f"tls_cert={cert}", "-e", f"tls_key={key}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert "tls_swap | Commit it" in result.stdout
+        with handshake(tenants["companyB"], ssl.create_default_context(cafile=str(operator_ca))) as tls:
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        assert served.issuer.rfc4514_string() == "CN=Operator Corp CA"
+        # A client that trusts only the bundle CA no longer accepts companyB.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(tenants["companyB"], tls_context(inventory))
+        assert served_serial(tenants["companyA"], inventory) == serial_a
+    finally:
+        restored = run_site()
+    assert restored.returncode == 0, restored.stdout[-4000:]
+    with handshake(tenants["companyB"], tls_context(inventory)) as tls:
+        back = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    assert back.issuer.rfc4514_string() == "CN=tenancy bundle CA"
+    assert {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in containers} == started
