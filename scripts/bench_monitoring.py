@@ -16,7 +16,7 @@ import threading
 import time
 
 import requests
-from tenancy_inventory import api_key, base_url, load_plan
+from tenancy_inventory import api_key, base_url, load_plan, trust_bundle_ca
 
 PROMETHEUS = "http://127.0.0.1:9090"
 CONTAINER = "tenancy-prometheus"
@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--clients", type=int, default=2)
     args = parser.parse_args()
+    trust_bundle_ca(args.inventory)
     tenants = [t for t in load_plan(args.inventory) if t["state"] == "present"]
     stop = threading.Event()
     sent = [0]

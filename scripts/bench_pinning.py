@@ -13,7 +13,7 @@ import threading
 import time
 
 import requests
-from tenancy_inventory import api_key, base_url, load_plan
+from tenancy_inventory import api_key, base_url, load_plan, trust_bundle_ca
 
 
 def main() -> int:
@@ -22,6 +22,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
+    trust_bundle_ca(args.inventory)
     tenants = [t for t in load_plan(args.inventory) if t["state"] == "present"]
     results: list[tuple[str, float, int]] = []
 
