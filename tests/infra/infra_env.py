@@ -12,6 +12,7 @@ import os
 import secrets
 import shlex
 import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -402,3 +403,26 @@ def flood_refused(tenant: dict, count: int = 2000) -> tuple[int, int, float]:
     host = infra_host(tenant["host"])
     logged = host.run("docker logs --since 10m %s 2>&1 | grep -c %s", tenant["names"]["gateway"], marker).stdout
     return int(logged.strip() or 0), refused, seconds
+
+
+def wire_view(tenant: dict) -> dict:
+    """The tenant's port as a client on the network sees it, from this machine (over the
+    network to a remote host): what a plain HTTP request gets back before the port closes
+    (or 5 s), and the TLS version of a handshake that trusts only the inventory's bundle
+    CA and checks the endpoint's name (or why it failed)."""
+    url = urllib.parse.urlsplit(base_url(tenant))
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: tenant\r\nConnection: close\r\n\r\n")
+        plain = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(4096):
+                plain += chunk
+    try:
+        with (
+            socket.create_connection((url.hostname, url.port), timeout=5) as sock,
+            tls_context(INVENTORY).wrap_socket(sock, server_hostname=url.hostname) as tls,
+        ):
+            version = tls.version() or "none"
+    except (ssl.SSLError, OSError) as error:
+        version = f"{type(error).__name__}: {error}"
+    return {"plain": plain, "tls": version}

@@ -49,6 +49,7 @@ from infra_env import (  # noqa: E402
     reload_gateway,
     retired_key_statuses,
     setting,
+    wire_view,
 )
 from isolation import pair_breaches  # noqa: E402
 from tenancy_inventory import api_key, key_file  # noqa: E402
@@ -203,6 +204,20 @@ def gateway_config(a: dict, edit: Callable[[str], str]) -> Iterator[None]:
     finally:
         host.check_output("printf %%s %s > %s", original, path)
         reload_gateway(a)
+
+
+def gateway_speaks_plain_http(a: dict, _b: dict) -> Iterator[list[str]]:
+    """A's real gateway reloaded with its tenant port bound without TLS: keys and prompts
+    would cross the network in the clear. The original config back and reloaded after."""
+
+    def plain(config: str) -> str:
+        lines = [line for line in config.splitlines() if line.strip().startswith("bind :8080 ssl ")]
+        assert len(lines) == 1, "the gateway config has no TLS bind on the tenant port to take out"
+        return config.replace(lines[0], "    bind :8080")
+
+    with gateway_config(a, plain):
+        yield checks.wire_exposure(a["name"], wire_view(a))
+    yield checks.wire_exposure(a["name"], wire_view(a))
 
 
 def gateway_config_not_loaded(a: dict, _b: dict) -> Iterator[list[str]]:
@@ -418,6 +433,7 @@ BREAKS = [
         "test_retired_key_is_refused_at_its_grace_time",
         retired_key_kept_until_a_run,
     ),
+    Break("gateway-plaintext", "test_tenant_port_speaks_only_verified_tls", gateway_speaks_plain_http),
     Break("mounts-other-tenants-volume", "test_tenant_sees_only_its_own_volume", mounts_other_tenants_volume),
     Break("file-of-another-uid", "test_tenant_files_belong_to_its_own_uid", file_of_another_uid),
     Break("engine-runs-as-neighbours-uid", "test_tenant_files_belong_to_its_own_uid", engine_runs_as_neighbours_uid),

@@ -18,6 +18,7 @@ from infra_env import (
     setting,
     tenant_ids,
     tenant_pairs,
+    wire_view,
 )
 from isolation import pair_breaches
 from tenancy_inventory import api_key, base_url
@@ -81,6 +82,14 @@ def test_retired_key_is_refused_at_its_grace_time(tenants, name):
     with no playbook run: throwaway retired keys in the live map, one expired, one
     expiring while the test waits, one with an hour left (the control)."""
     assert checks.retired_key_outlives_grace(name, retired_key_statuses(tenants[name])) == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_tenant_port_speaks_only_verified_tls(tenants, name):
+    """From this machine (over the network to a remote host), as a sniffer's victim or a
+    careless client would: a plain HTTP request to the tenant's port gets no HTTP answer,
+    and a handshake that trusts only the bundle CA and checks the name succeeds."""
+    assert checks.wire_exposure(name, wire_view(tenants[name])) == []
 
 
 @pytest.mark.parametrize("name", tenant_ids())

@@ -209,6 +209,21 @@ def retired_key_outlives_grace(tenant: str, statuses: dict[str, int]) -> list[st
     return problems
 
 
+def wire_exposure(tenant: str, view: dict) -> list[str]:
+    """What a client on the network got from the tenant's port (infra_env.wire_view):
+    the answer to a plain HTTP request, and the result of a TLS handshake that trusts only
+    the bundle CA and checks the name. Empty is good: no plain HTTP answer, and a
+    verified TLS 1.2+ session."""
+    problems = []
+    if view["plain"].startswith(b"HTTP/"):
+        problems.append(
+            f"{tenant}: the port answers plain HTTP ({view['plain'][:40]!r}): keys and prompts cross in the clear"
+        )
+    if view["tls"] not in ("TLSv1.2", "TLSv1.3"):
+        problems.append(f"{tenant}: no verified TLS session with the bundle CA ({view['tls']})")
+    return problems
+
+
 def gateway_network(attrs: dict, tenant: dict, metrics_address: str = "127.0.0.1") -> list[str]:
     """The gateway joins its tenant's two networks and publishes exactly the tenant's port
     and, on the metrics address only (the loopback), its operator-only metrics port."""
