@@ -96,7 +96,7 @@ def test_images_were_loaded_from_archives_not_built(tenants, host):
 
 def test_every_tenant_answers_chat_completion_and_stream(tenants, inventory):
     for name, tenant in tenants.items():
-        assert tenant["endpoint"].startswith("http://10.203.0."), tenant["endpoint"]
+        assert tenant["endpoint"].startswith("https://10.203.0."), tenant["endpoint"]
         api = client(tenant, api_key(inventory, name))
         chat = api.chat.completions.create(
             model=tenant["served_model_name"], messages=[{"role": "user", "content": "Hi"}], max_tokens=8
