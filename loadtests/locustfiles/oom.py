@@ -20,10 +20,12 @@ else, and the target engine neither restarted nor was OOM-killed.
 from __future__ import annotations
 
 import json
+import time
 from typing import ClassVar
 
 import docker
 from engine import container_state
+from gateway_probe import post_refused_early
 from locust import constant, constant_throughput, events
 from openai_user import TenantUser, bind, scenario_tenants
 from report import enforce, env_float, merged, tenant_rows, write_tenant_csv
@@ -64,7 +66,27 @@ class ProbeUser(TenantUser):
         over_cap = {**self.chat_payload(), "max_tokens": limit + 1}
         self.refused(PROBES[1], json.dumps(over_cap).encode(), 400, "max_tokens")
         huge = b'{"x": "' + b"x" * TARGET["max_body_size"] + b'"}'
-        self.refused(PROBES[2], huge, 413, "larger than")
+        self.refused_early(PROBES[2], huge, 413, "larger than")
+
+    def refused_early(self, probe: str, body: bytes, status: int, says: str) -> None:
+        """A body the gateway refuses on its first buffer, uploaded as a careful client
+        does (gateway_probe.post_refused_early: over TLS, a client that writes on after the
+        gateway's 413 and close gets an EOF instead of the answer)."""
+        started, error = time.perf_counter(), None
+        try:
+            got, text = post_refused_early(f"{self.host}/v1/chat/completions", self.headers, body)
+            if got != status or says.lower() not in text.decode(errors="replace").lower():
+                error = AssertionError(f"{probe}: expected {status} saying {says!r}, got {got}: {text[:200]!r}")
+        except OSError as exc:
+            error = exc
+        self.environment.events.request.fire(
+            request_type="POST",
+            name=f"{self.tenant} probe {probe}",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=len(body),
+            exception=error,
+            context={},
+        )
 
     tasks: ClassVar[list] = [probes]
 

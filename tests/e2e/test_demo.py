@@ -7,6 +7,7 @@ Docker objects.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -16,6 +17,7 @@ from pathlib import Path
 import openai
 import pytest
 import requests
+from gateway_probe import post_refused_early
 from helpers import TENANT_DEFAULTS, run_site
 from tenancy_inventory import ROOT, ansible_bin, api_key, base_url, key_file, recap_changed, run_ansible
 
@@ -227,20 +229,22 @@ def test_only_v1_and_health_are_exposed(tenants, inventory, path):
         json={} if path in ("/invocations", "/tokenize", "/pause") else None,
     ).prepare()
     request.url = f"{base_url(tenant)}{path}"
-    response = session.send(request, timeout=10)
+    # send() alone skips the environment: take its CA bundle as request() would.
+    verify = session.merge_environment_settings(request.url, {}, None, None, None)["verify"]
+    response = session.send(request, timeout=10, verify=verify)
     assert response.status_code == 404, f"{path}: {response.status_code} {response.text[:200]}"
 
 
 def test_body_above_cap_gets_413(tenants, inventory):
     tenant = tenants["companyA"]
     too_big = b"x" * (tenant["max_body_size"] + 1)
-    response = requests.post(
+    status, answer = post_refused_early(
         f"{base_url(tenant)}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {api_key(inventory, tenant['name'])}", "Content-Type": "application/json"},
-        data=too_big,
-        timeout=30,
+        {"Authorization": f"Bearer {api_key(inventory, tenant['name'])}", "Content-Type": "application/json"},
+        too_big,
     )
-    assert response.status_code == 413, response.text[:200]
+    assert status == 413, answer[:200]
+    assert json.loads(answer)["error"]["code"] == 413
 
 
 # --- network isolation ----------------------------------------------------------------

@@ -17,6 +17,7 @@ import time
 import openai
 import pytest
 import requests
+from gateway_probe import post_refused_early
 from PIL import Image
 from tenancy_inventory import api_key, base_url
 
@@ -124,9 +125,13 @@ def test_an_image_over_the_body_cap_gets_413_and_never_reaches_the_engine(image_
     body = body_of_size(image_tenant, 1.02)
     assert len(body) > image_tenant["max_body_size"]
     since = int(time.time()) - 1
-    response = post_chat(image_tenant, inventory, body)
-    assert response.status_code == 413, response.text[:300]
-    assert response.json()["error"]["code"] == 413
+    status, answer = post_refused_early(
+        f"{base_url(image_tenant)}/v1/chat/completions",
+        {"Authorization": f"Bearer {api_key(inventory, image_tenant['name'])}", "Content-Type": "application/json"},
+        body,
+    )
+    assert status == 413, answer[:300]
+    assert json.loads(answer)["error"]["code"] == 413
     # The gateway's log line for it names its backend too_large and no server: HAProxy
     # answered it itself.
     # HAProxy writes the line when the stream ends, which can be after the client has the
