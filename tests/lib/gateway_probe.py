@@ -37,11 +37,12 @@ GATEWAY_BUFFER = 65536
 def post_refused_early(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
     """POST `body` the way a careful client uploads a large one: headers with its whole
     Content-Length, then its first part (up to twice the gateway's buffer, stopping at the
-    first write the closed connection refuses), then read the answer. The gateway answers a body above max_body_size with 413 and closes
-    once its buffer is full; over TLS a client that keeps writing past that point gets
-    an EOF on its write instead of the answer (urllib3 reads the answer after a broken
-    pipe on plain TCP, not after a TLS EOF). The CA is the environment's (SSL_CERT_FILE,
-    trust_bundle_ca). Returns (status, body of the answer)."""
+    first write the closed connection refuses), then read the answer. The gateway answers
+    a body above max_body_size with 413 and closes once its buffer is full; over TLS a
+    client that keeps writing past that point gets an EOF on its write instead of the
+    answer (urllib3 reads the answer after a broken pipe on plain TCP, not after a TLS
+    EOF). The CA is the environment's (SSL_CERT_FILE, trust_bundle_ca). Returns (status,
+    body of the answer)."""
     parts = urlsplit(url)
     connection = http.client.HTTPSConnection(
         parts.hostname, parts.port, timeout=60, context=ssl.create_default_context()
