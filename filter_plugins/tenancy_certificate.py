@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils.tls import certificate_names
 
 DOCUMENTATION = r"""
 name: tenancy_certificate
@@ -51,15 +52,7 @@ def tenancy_certificate(pem: Any) -> dict[str, Any]:
         certificate = x509.load_pem_x509_certificate(text.encode())
     except ValueError as error:
         raise AnsibleFilterError(f"tenancy_certificate: not a PEM certificate ({error})") from error
-    try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        extension = []
-    names = [
-        f"IP:{entry.value}" if isinstance(entry, x509.IPAddress) else f"DNS:{entry.value}"
-        for entry in extension
-        if isinstance(entry, x509.IPAddress | x509.DNSName)
-    ]
+    names = certificate_names(certificate)
     common = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return {
         "serial": f"{certificate.serial_number:X}",
