@@ -59,7 +59,10 @@ options:
     type: dict
     default: {}
   models_dir:
-    description: Directory (on the controller) where local models' config.json is read for sizing.
+    description:
+      - The model store's directory on the hosts (tenancy_models_dir). Each engine mounts only its own
+        model's directory under it (the record's C(model_mounts)).
+      - Local models' config.json is read there on the controller for sizing, when it is readable.
     type: str
     default: /var/lib/tenancy/models
   allow_unplaced:
@@ -283,11 +286,16 @@ _value:
       description: The port the engine listens on inside its container (only its gateway reaches it)
       type: int
     models_mount:
-      description: Where the engine sees the read-only models directory
+      description: Where the engine sees its own model (model_mounts) under
       type: str
     data_mount:
       description: Where the engine sees the tenant's own (encrypted) volume
       type: str
+    model_mounts:
+      description: 'What of the host''s model store the engine mounts, read-only: source (host path) and target
+        (in the engine) of its own model''s directory only, never the store itself'
+      type: list
+      elements: dict
 """
 
 
@@ -356,6 +364,7 @@ def tenancy_plan(
             cores,
             shared_cores,
             sizings[tenant["name"]],
+            models_dir,
             models_mount,
             tenant["port"] + metrics_port_offset,
         )
@@ -371,6 +380,7 @@ def _record(
     cores: Mapping[str, str],
     shared_cores: set[str],
     model_sizing: Mapping[str, Any],
+    models_dir: str,
     models_mount: str,
     metrics_port: int,
 ) -> dict[str, Any]:
@@ -398,7 +408,7 @@ def _record(
             "cpu_shared": False,
             "sizing": model_sizing,
             "names": engine.object_names(name),
-            **engine.mounts(models_mount),
+            **engine.mounts(tenant, models_dir, models_mount),
         }
     gpu = state.placed[name]
     mig_slice = mig_slices.get(name)
@@ -413,7 +423,7 @@ def _record(
         "cpu_shared": name in shared_cores,
         "sizing": model_sizing,
         "names": engine.object_names(name),
-        **engine.mounts(models_mount),
+        **engine.mounts(tenant, models_dir, models_mount),
     }
 
 

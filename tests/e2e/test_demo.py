@@ -297,11 +297,13 @@ def test_containers_are_hardened(docker_client, tenants, name, role):
 
 
 @pytest.mark.parametrize("name", TENANTS)
-def test_engine_mounts_only_models_and_its_volume(docker_client, tenants, name):
+def test_engine_mounts_only_its_model_and_its_volume(docker_client, tenants, name):
     tenant = tenants[name]
     mounts = {m["Destination"]: m for m in docker_client.containers.get(tenant["names"]["engine"]).attrs["Mounts"]}
-    assert set(mounts) == {"/models", "/data"}
-    assert mounts["/models"]["RW"] is False
+    (model,) = tenant["model_mounts"]
+    assert set(mounts) == {model["target"], "/data"}
+    assert mounts[model["target"]]["Source"] == model["source"]
+    assert mounts[model["target"]]["RW"] is False
     data = mounts["/data"]
     assert data["Type"] == "bind" and data["RW"] is True
     assert data["Source"] == f"{TENANT_DEFAULTS['tenant_data_dir']}/{name}"

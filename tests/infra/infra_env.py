@@ -85,8 +85,27 @@ def data_dir(tenant: dict) -> str:
 
 def expected_mounts(tenant: dict, role: str) -> dict[str, tuple[str, bool]]:
     """What the tenant's engine or gateway may mount, with this host's paths."""
-    names = ("tenant_models_dir", "tenant_data_dir", "nvidia_mps_pipe_root")
+    names = ("tenant_data_dir", "nvidia_mps_pipe_root")
     return checks.expected_mounts(tenant, role, {name: setting(tenant["host"], name) for name in names})
+
+
+def model_exposure(tenant: dict, attrs: dict | None = None) -> list[str]:
+    """What of another tenant's model the tenant's engine can read: the model store's
+    mounts in its `docker inspect` (``attrs``, default the real engine's), and, for the
+    real engine, each other tenant's model path tried from inside it (an engine the
+    tenant's code controls sees exactly what that path gives)."""
+    docker = docker_on(tenant)
+    engine = tenant["names"]["engine"]
+    others = [o for o in plan() if o["name"] != tenant["name"]]
+    models_dir = setting(tenant["host"], "tenancy_models_dir")
+    problems = checks.foreign_model_mounts(attrs or docker.container(engine), tenant, others, models_dir)
+    if attrs is None:
+        own = {m["source"] for m in tenant["model_mounts"]}
+        for other in others:
+            for mount in other["model_mounts"]:
+                if mount["source"] not in own and docker.exec(engine, ["test", "-e", mount["target"]]) == 0:
+                    problems.append(f"{other['name']}'s model {mount['target']} exists in the engine")
+    return problems
 
 
 def playbook_output(*args: str) -> str:

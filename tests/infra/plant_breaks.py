@@ -41,6 +41,7 @@ from infra_env import (  # noqa: E402
     lifecycle_statuses,
     local_user_view,
     luks_problems,
+    model_exposure,
     neighbour_users,
     ownership_view,
     plan,
@@ -312,11 +313,25 @@ def mounts_host_path(a: dict, _b: dict) -> Iterator[list[str]]:
 
 
 def models_writable(a: dict, _b: dict) -> Iterator[list[str]]:
+    target = a["model_mounts"][0]["target"]
+
     def change(flags: list[str]) -> list[str]:
-        return [f.replace(",dst=/models,readonly", ",dst=/models") for f in flags]
+        return [f.replace(f",dst={target},readonly", f",dst={target}") for f in flags]
 
     with throwaway(a, "engine", change) as attrs:
         yield checks.only_expected_mounts(attrs, expected_mounts(a, "engine"))
+
+
+def model_store_mounted(a: dict, _b: dict) -> Iterator[list[str]]:
+    """The old engine: the whole model store at /models instead of its own model."""
+    store = setting(a["host"], "tenancy_models_dir")
+
+    def change(flags: list[str]) -> list[str]:
+        own = {f"type=bind,src={m['source']},dst={m['target']},readonly" for m in a["model_mounts"]}
+        return [f"type=bind,src={store},dst={a['models_mount']},readonly" if f in own else f for f in flags]
+
+    with throwaway(a, "engine", change) as attrs:
+        yield model_exposure(a, attrs)
 
 
 def key_file_world_readable(a: dict, _b: dict) -> Iterator[list[str]]:
@@ -487,6 +502,7 @@ BREAKS = [
     ),
     Break("host-path-mount", "test_container_mounts_only_its_own_paths", mounts_host_path),
     Break("models-writable", "test_container_mounts_only_its_own_paths", models_writable),
+    Break("model-store-mounted", "test_engine_sees_only_its_own_model", model_store_mounted),
     Break("key-file-0644", "test_credential_file_is_private", key_file_world_readable),
     Break("key-in-label", "test_key_absent_from_docker_inspect_and_logs", key_in("--label")),
     Break("key-in-env", "test_key_absent_from_docker_inspect_and_logs", key_in("--env")),

@@ -13,6 +13,7 @@ from infra_env import (
     gateway_config_state,
     lifecycle_statuses,
     local_user_view,
+    model_exposure,
     monitoring_hosts,
     retired_key_statuses,
     setting,
@@ -102,6 +103,14 @@ def test_tenant_sees_only_its_own_volume(tenants, name):
     for role in ("engine", "gateway"):
         problems += checks.foreign_data_mounts(docker.container(tenant["names"][role]), tenant, data_dir)
     assert problems == []
+
+
+@pytest.mark.parametrize("name", tenant_ids())
+def test_engine_sees_only_its_own_model(tenants, name):
+    """The engine mounts its own model's directory of the host's model store and nothing
+    above it, and no other tenant's model path exists inside it (a model both share is
+    one copy, and not another tenant's)."""
+    assert model_exposure(tenants[name]) == []
 
 
 @pytest.mark.parametrize("name", tenant_ids())

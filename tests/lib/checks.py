@@ -16,10 +16,8 @@ def expected_mounts(tenant: dict, role: str, defaults: dict) -> dict[str, tuple[
     (roles/nvidia_mps: <nvidia_mps_pipe_root>/<gpu>), read-write: clients talk to the
     control daemon through it."""
     if role == "engine":
-        mounts = {
-            "/models": (defaults["tenant_models_dir"], True),
-            "/data": (f"{defaults['tenant_data_dir']}/{tenant['name']}", False),
-        }
+        mounts = {m["target"]: (m["source"], True) for m in tenant["model_mounts"]}
+        mounts["/data"] = (f"{defaults['tenant_data_dir']}/{tenant['name']}", False)
         if tenant.get("mode") == "mps":
             pipe_dir = f"{defaults['nvidia_mps_pipe_root']}/{tenant['gpu']}"
             mounts[pipe_dir] = (pipe_dir, False)
@@ -271,6 +269,39 @@ def foreign_data_mounts(attrs: dict, tenant: dict, data_dir: str) -> list[str]:
         for m in attrs["Mounts"]
         if m.get("Source", "").startswith(data_dir + "/") and m["Source"] != own
     ]
+
+
+def _within(path: str, directory: str) -> bool:
+    """path is directory or somewhere under it."""
+    directory = directory.rstrip("/")
+    return path == directory or path.startswith(directory + "/")
+
+
+def foreign_model_mounts(attrs: dict, tenant: dict, others: list[dict], models_dir: str) -> list[str]:
+    """What of the host's model store a tenant's container mounts beyond its own model
+    (the plan's model_mounts): the store itself or a directory above it (every tenant's
+    models), another tenant's model, or any other part of the store. A model both
+    tenants share (one base model, one copy per host) is not another tenant's."""
+    own = {m["source"] for m in tenant.get("model_mounts", [])}
+    problems = []
+    for mount in attrs["Mounts"]:
+        source = mount.get("Source", "")
+        if mount["Type"] != "bind" or source in own:
+            continue
+        if _within(models_dir, source):
+            problems.append(f"mounts {source} at {mount['Destination']}, which holds every tenant's models")
+            continue
+        reached = sorted(
+            o["name"]
+            for o in others
+            for m in o.get("model_mounts", [])
+            if m["source"] not in own and (_within(m["source"], source) or _within(source, m["source"]))
+        )
+        if reached:
+            problems.append(f"mounts {source} at {mount['Destination']}, the model of {', '.join(reached)}")
+        elif _within(source, models_dir):
+            problems.append(f"mounts {source} at {mount['Destination']}, a part of the model store not its own")
+    return problems
 
 
 # --- gateway behaviour ------------------------------------------------------------------

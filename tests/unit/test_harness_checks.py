@@ -27,8 +27,9 @@ TENANT = {
     "port": 30001,
     "bind_address": "127.0.0.1",
     "names": {"network": "tenancy-a", "edge_network": "tenancy-a-edge", "config_dir": "/etc/tenancy/a"},
+    "model_mounts": [{"source": "/m/tiny", "target": "/models/tiny"}],
 }
-DEFAULTS = {"tenant_models_dir": "/m", "tenant_data_dir": "/d", "nvidia_mps_pipe_root": "/run/nvidia-mps"}
+DEFAULTS = {"tenant_data_dir": "/d", "nvidia_mps_pipe_root": "/run/nvidia-mps"}
 
 
 def container(**host_config) -> dict:
@@ -47,7 +48,7 @@ def container(**host_config) -> dict:
         "Config": {"User": "1000:1000"},
         "HostConfig": {**host, **host_config},
         "Mounts": [
-            {"Type": "bind", "Source": "/m", "Destination": "/models", "RW": False},
+            {"Type": "bind", "Source": "/m/tiny", "Destination": "/models/tiny", "RW": False},
             {"Type": "bind", "Source": "/d/a", "Destination": "/data", "RW": True},
         ],
         "NetworkSettings": {"Networks": {"tenancy-a": {}}},
@@ -60,6 +61,38 @@ def test_a_hardened_engine_passes_every_check():
     assert checks.only_expected_mounts(attrs, checks.expected_mounts(TENANT, "engine", DEFAULTS)) == []
     assert checks.engine_network(attrs, TENANT, internal=True) == []
     assert checks.foreign_data_mounts(attrs, TENANT, "/d") == []
+    assert checks.foreign_model_mounts(attrs, TENANT, [OTHER], "/m") == []
+
+
+# B serves a hub model (the hub cache's layout under the store) and shares nothing with A.
+OTHER = {"name": "b", "model_mounts": [{"source": "/m/.hf/hub/models--o--n", "target": "/models/.hf/hub/models--o--n"}]}
+
+
+def with_mount(source: str, destination: str) -> dict:
+    attrs = container()
+    attrs["Mounts"].append({"Type": "bind", "Source": source, "Destination": destination, "RW": False})
+    return attrs
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("/m", "/m at /x, which holds every tenant's models"),
+        ("/", "/ at /x, which holds every tenant's models"),
+        ("/m/.hf", "/m/.hf at /x, the model of b"),
+        ("/m/.hf/hub/models--o--n/snapshots", "/m/.hf/hub/models--o--n/snapshots at /x, the model of b"),
+        ("/m/other", "/m/other at /x, a part of the model store not its own"),
+    ],
+)
+def test_foreign_model_mounts(source, problem):
+    assert checks.foreign_model_mounts(with_mount(source, "/x"), TENANT, [OTHER], "/m") == [f"mounts {problem}"]
+
+
+def test_a_shared_base_model_is_not_another_tenants():
+    """Two tenants of one base model mount the same store directory, one copy per host."""
+    same = {"name": "c", "model_mounts": TENANT["model_mounts"]}
+    assert checks.foreign_model_mounts(container(), TENANT, [same, OTHER], "/m/") == []
+    assert checks.foreign_model_mounts(with_mount("/d/c", "/y"), TENANT, [OTHER], "/m") == []
 
 
 @pytest.mark.parametrize(

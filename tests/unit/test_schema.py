@@ -50,6 +50,7 @@ def test_the_record_carries_the_engines_port_and_mounts_for_the_roles():
     literals (the planner's RETURN, generated from the schema, documents them)."""
     cpu = records()[0]
     assert (cpu["engine_port"], cpu["models_mount"], cpu["data_mount"]) == (8000, "/models", "/data")
+    assert cpu["engine_args"][0] == cpu["model_mounts"][0]["target"]
     assert cpu["engine_args"][cpu["engine_args"].index("--port") + 1] == "8000"
 
 

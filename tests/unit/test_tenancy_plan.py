@@ -43,6 +43,21 @@ def test_demo_pair_plans_with_defaults():
     assert first["engine_env"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
 
 
+def test_each_engine_mounts_only_its_own_model():
+    """A local model's directory, or a hub model's repo in the hub cache, never the store;
+    the Hugging Face home (token, xet cache) on the tenant's own volume."""
+    local, hub = tenancy_plan(
+        [A, {**B, "model": "Qwen/Qwen3-VL-2B-Instruct"}], {}, ["h"], None, "/srv/models/", allow_unplaced=True
+    )
+    assert local["model_mounts"] == [{"source": "/srv/models/tiny-qwen3", "target": "/models/tiny-qwen3"}]
+    repo = "models--Qwen--Qwen3-VL-2B-Instruct"
+    assert hub["model_mounts"] == [{"source": f"/srv/models/.hf/hub/{repo}", "target": f"/models/.hf/hub/{repo}"}]
+    for record in (local, hub):
+        assert record["engine_env"]["HF_HUB_CACHE"] == "/models/.hf/hub"
+        assert record["engine_env"]["HF_HOME"].startswith(record["data_mount"] + "/")
+    assert hub["engine_args"][0] == "Qwen/Qwen3-VL-2B-Instruct"
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "value_fragment", "why"),
     [

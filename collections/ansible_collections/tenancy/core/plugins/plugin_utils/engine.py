@@ -76,9 +76,37 @@ def tenant_uid(tenant: Mapping[str, Any], gpu: Mapping[str, Any] | None) -> int:
     return UID_BASE + int(tenant["port"])
 
 
-def mounts(models_mount: str = MODELS_MOUNT) -> dict[str, Any]:
+# Where an engine looks for a Hugging Face repo id's snapshot (HF_HUB_CACHE), under the
+# models mount: the host store keeps hub models in the hub cache's own layout
+# (<models dir>/.hf/hub/models--org--name), and only the tenant's own repo is mounted
+# there. HF_HOME (token, xet and assets caches) is on the tenant's own volume.
+HUB_CACHE_SUBDIR = ".hf/hub"
+HF_HOME_DIR = DATA_MOUNT + "/.cache/huggingface"
+
+
+def model_subdir(tenant: Mapping[str, Any]) -> str:
+    """The tenant's model, relative to the models dir on the host and to the models mount
+    in its engine: a local model's directory, or a hub model's repo in the hub cache."""
+    if tenant["model_kind"] == "local":
+        return tenant["model"]
+    return f"{HUB_CACHE_SUBDIR}/models--{tenant['model'].replace('/', '--')}"
+
+
+def model_mounts(tenant: Mapping[str, Any], models_dir: str, models_mount: str) -> list[dict[str, str]]:
+    """What of the host's model store the tenant's engine mounts (read-only): its own
+    model's directory and nothing above it, so no engine sees another tenant's model."""
+    subdir = model_subdir(tenant)
+    return [{"source": f"{models_dir.rstrip('/')}/{subdir}", "target": f"{models_mount}/{subdir}"}]
+
+
+def mounts(tenant: Mapping[str, Any], models_dir: str, models_mount: str = MODELS_MOUNT) -> dict[str, Any]:
     """The plan record's engine port and mount points, which the roles read."""
-    return {"engine_port": ENGINE_PORT, "models_mount": models_mount, "data_mount": DATA_MOUNT}
+    return {
+        "engine_port": ENGINE_PORT,
+        "models_mount": models_mount,
+        "data_mount": DATA_MOUNT,
+        "model_mounts": model_mounts(tenant, models_dir, models_mount),
+    }
 
 
 def engine_user_env(cache_root: str) -> dict[str, str]:
@@ -163,7 +191,8 @@ def engine_settings(
         mm_cache_bytes = 0
     env = {
         "HF_HUB_OFFLINE": "1",
-        "HF_HOME": f"{models_mount}/.hf",
+        "HF_HOME": HF_HOME_DIR,
+        "HF_HUB_CACHE": f"{models_mount}/{HUB_CACHE_SUBDIR}",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         # Metrics in prometheus_client's multiprocess mode, on the tenant's own volume:

@@ -39,7 +39,8 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
     "model": {
         "default": "tiny-qwen3",
         "meaning": "a directory under the models dir (`/var/lib/tenancy/models/<model>`) or a Hugging Face repo id "
-        "`org/name` served from the shared cache there",
+        "`org/name` served from the hub cache there (`.hf/hub/models--org--name`). The engine mounts that one "
+        "directory, read-only, and nothing else of the models dir",
     },
     "served_model_name": {"default": None, "shown": "last part of `model`", "meaning": "the `model` name clients send"},
     "gpu_memory": {
@@ -297,8 +298,14 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
         "type": "int",
         "description": "The port the engine listens on inside its container (only its gateway reaches it)",
     },
-    "models_mount": {"type": "str", "description": "Where the engine sees the read-only models directory"},
+    "models_mount": {"type": "str", "description": "Where the engine sees its own model (model_mounts) under"},
     "data_mount": {"type": "str", "description": "Where the engine sees the tenant's own (encrypted) volume"},
+    "model_mounts": {
+        "type": "list",
+        "elements": "dict",
+        "description": "What of the host's model store the engine mounts, read-only: source (host path) and "
+        "target (in the engine) of its own model's directory only, never the store itself",
+    },
 }
 
 
