@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible_collections.tenancy.core.plugins.plugin_utils import cpusets, engine, sizing, tenant_spec, tls
+from ansible_collections.tenancy.core.plugins.plugin_utils import adapters, cpusets, engine, sizing, tenant_spec, tls
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import field_error, format_bytes
 from ansible_collections.tenancy.core.plugins.plugin_utils.placement import Placement, place
 
@@ -116,10 +116,11 @@ options:
         fails the plan naming the tenant, C(port) and the value.
     type: int
     default: 10000
-  tls_dir:
+  files_dir:
     description:
-      - The directory a relative C(tls_cert) or C(tls_key) is taken from (playbooks pass the
-        inventory's directory). The files are read here, on the controller, and checked.
+      - The directory a relative C(tls_cert), C(tls_key) or adapter C(path) is taken from
+        (playbooks pass the inventory's directory). The files are read here, on the
+        controller, and checked.
     type: str
     default: ""
   now:
@@ -225,6 +226,11 @@ _value:
     tls_min_days:
       description: Days tls_cert must still be valid when a run starts
       type: int
+    adapters:
+      description: 'The tenant''s LoRA adapters: name, path (absolute, on the controller), rank, base and files
+        (name, bytes, sha256 of each); served from /data/adapters/<name>'
+      type: list
+      elements: dict
     takes_images:
       description: The model has a vision tower (config.json has vision_config), or the tenant set max_images
       type: bool
@@ -310,7 +316,7 @@ def tenancy_plan(
     placement: str = "spread",
     cpu_oversubscribe: bool = False,
     metrics_port_offset: int = tenant_spec.METRICS_PORT_OFFSET,
-    tls_dir: str = "",
+    files_dir: str = "",
     now: float | None = None,
 ) -> list[dict[str, Any]]:
     """Validate ``tenants`` and return the plan: one record per tenant, sorted by name."""
@@ -318,6 +324,13 @@ def tenancy_plan(
     metrics_port_offset = int(metrics_port_offset)
     # 1. The whole input, before anything is sized or placed.
     validated = tenant_spec.validate_tenants(tenants, dict(defaults or {}), dict(overrides or {}), models_dir)
+    # The adapters' files, on the controller: read and checked against the model. A
+    # tenant being removed serves none, and its files may be gone already.
+    for tenant in validated:
+        if tenant["state"] == "present":
+            adapters.read(tenant, files_dir, sizing.model_geometry(tenant["model"], models_dir)[0])
+        else:
+            tenant["adapters"] = []
     # 2. What each model needs.
     sizings = {t["name"]: sizing.tenancy_sizing(t, models_dir) for t in validated}
     # 3. Where each tenant goes, and what can only be checked once it is there.
@@ -338,7 +351,7 @@ def tenancy_plan(
     tenant_spec.check_uids(placed, uids, state.placed)
     for tenant in placed:
         if tenant["state"] == "present":
-            tls.check_operator_certificate(tenant, engine.required_tls_names(tenant, hosts), tls_dir, now)
+            tls.check_operator_certificate(tenant, engine.required_tls_names(tenant, hosts), files_dir, now)
     mig_slices = state.mig_starts()
     fractions = {}
     for tenant in placed:

@@ -316,6 +316,8 @@ HIDDEN_PATHS = (
     "/load",
     "/",
     "/v1/../tokenize",
+    "/v1/load_lora_adapter",
+    "/v1/unload_lora_adapter",
 )
 
 

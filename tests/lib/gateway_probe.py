@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import requests
 from checks import HIDDEN_PATHS
 
-POST_PATHS = ("/tokenize", "/pause", "/invocations", "/load")
+POST_PATHS = ("/tokenize", "/pause", "/invocations", "/load", "/v1/load_lora_adapter", "/v1/unload_lora_adapter")
 
 
 def raw_status(url: str, path: str, key: str) -> int:

@@ -45,7 +45,7 @@ def write_pair(directory, names=("IP:127.0.0.1",), starts=NOW - DAY, ends=NOW + 
 
 def plan(directory, **fields):
     tenant = {"name": "a", "port": 30001, "bind_address": "127.0.0.1", "tls_cert": "cert.pem", "tls_key": "key.pem"}
-    return tenancy_plan([{**tenant, **fields}], {}, {"localhost": {}}, tls_dir=str(directory), now=NOW.timestamp())[0]
+    return tenancy_plan([{**tenant, **fields}], {}, {"localhost": {}}, files_dir=str(directory), now=NOW.timestamp())[0]
 
 
 def refusal(directory, **fields) -> str:

@@ -59,7 +59,7 @@ def test_the_production_example_plans_on_two_a100_hosts(tmp_path):
         if tenant.get("tls_cert"):
             operator_certificate(tmp_path, list(hosts), tenant["tls_cert"], tenant["tls_key"])
     plan = tenancy_plan(
-        tenants, settings["tenancy_tenant_defaults"], hosts, None, "/nonexistent", tls_dir=str(tmp_path)
+        tenants, settings["tenancy_tenant_defaults"], hosts, None, "/nonexistent", files_dir=str(tmp_path)
     )
     assert [r["name"] for r in plan] == [t["name"] for t in tenants]
     assert all(r["state"] == "present" and r["kv_cache_bytes"] > 0 for r in plan)

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.tenancy.core.plugins.plugin_utils import mig, schema, sizing, tenant_spec
+from ansible_collections.tenancy.core.plugins.plugin_utils import adapters, mig, schema, sizing, tenant_spec
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import GIB
 
 # CPU engines hold the KV cache in host RAM on top of the Python process, the
@@ -173,6 +173,8 @@ def engine_settings(
     ]
     if tenant["quantization"]:
         args += ["--quantization", tenant["quantization"]]
+    args += adapters.engine_args(tenant["adapters"], DATA_MOUNT)
+    lora_bytes = (model_sizing or {}).get("lora_bytes", 0)
     if tenant["takes_images"]:
         # Videos are not part of the product: their limit is 0, so vLLM neither accepts
         # them nor reserves memory for them. max_images 0 serves an image model as text.
@@ -223,7 +225,9 @@ def engine_settings(
             "engine_env": env,
             "gpu_memory_utilization": None,
             "kv_cache_bytes": kv_gib * GIB,
-            "memory_limit": tenant["memory_limit"] or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES + mm_cache_bytes,
+            # The adapters' slots are host memory here.
+            "memory_limit": tenant["memory_limit"]
+            or kv_gib * GIB + CPU_ENGINE_OVERHEAD_BYTES + mm_cache_bytes + lora_bytes,
         }
     fraction = gpu_memory_fraction(tenant, gpu, mig_slice)
     args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
@@ -241,6 +245,7 @@ def engine_settings(
             - model_sizing["vision_activation_bytes"]
             - model_sizing["reserve_bytes"]
             - model_sizing["context_bytes"]
+            - lora_bytes
         )
         args += ["--kv-cache-memory-bytes", str(kv_cache_bytes)]
     if gpu["mode"] == "mps":

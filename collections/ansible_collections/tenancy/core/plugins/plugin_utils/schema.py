@@ -167,6 +167,17 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
         "default": 14,
         "meaning": "`tls_cert` must be valid for at least this many more days when a run starts",
     },
+    "adapters": {
+        "default": [],
+        "shown": "none",
+        "meaning": "LoRA adapters of this tenant only: a list of `{name, path}`, each a PEFT directory on the "
+        "controller (`adapter_config.json`, `adapter_model.safetensors`; a relative path is taken from the "
+        "inventory's directory). Copied onto the tenant's own volume and served by its engine alone "
+        "(`--enable-lora --lora-modules`); a request's `model` may name one. Refused before any change: a name "
+        "not `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` or equal to `served_model_name`, a directory without an adapter, "
+        "an adapter trained on another base model (`base_model_name_or_path`), a rank above 512, or weights whose "
+        "shapes do not fit the model. Their memory counts in the quota",
+    },
 }
 
 # Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
@@ -237,6 +248,12 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
     },
     "tls_key": {"null": True, "type": "str", "description": "The operator's key file on the controller, or null"},
     "tls_min_days": {"type": "int", "description": "Days tls_cert must still be valid when a run starts"},
+    "adapters": {
+        "type": "list",
+        "elements": "dict",
+        "description": "The tenant's LoRA adapters: name, path (absolute, on the controller), rank, base and files "
+        "(name, bytes, sha256 of each); served from /data/adapters/<name>",
+    },
     "takes_images": {
         "type": "bool",
         "description": "The model has a vision tower (config.json has vision_config), or the tenant set max_images",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tenancy.core.plugins.plugin_utils import adapters
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import field_error, format_bytes, gib
 
 GIB = 1024**3
@@ -125,6 +126,9 @@ QWEN3_VL_TOWER_30B = {**QWEN3_VL_TOWER_8B, "out": 2048}
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "qwen3-vl-4b": {
         "params": 4.8e9,
+        "hidden": 2560,
+        "intermediate": 9728,
+        "heads": 32,
         "layers": 36,
         "kv_heads": 8,
         "head_dim": 128,
@@ -134,6 +138,9 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
     },
     "qwen3-vl-8b": {
         "params": 8.8e9,
+        "hidden": 4096,
+        "intermediate": 12288,
+        "heads": 32,
         "layers": 36,
         "kv_heads": 8,
         "head_dim": 128,
@@ -151,9 +158,22 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
         "tower": QWEN3_VL_TOWER_30B,
     },
     # The demo models made by roles/images/files/model/make_tiny_model.py.
-    "tiny-qwen3": {"params": 361_536, "layers": 2, "kv_heads": 2, "head_dim": 32, "dtype": "float32", "vision": False},
+    "tiny-qwen3": {
+        "params": 361_536,
+        "hidden": 64,
+        "intermediate": 128,
+        "heads": 4,
+        "layers": 2,
+        "kv_heads": 2,
+        "head_dim": 32,
+        "dtype": "float32",
+        "vision": False,
+    },
     "tiny-qwen3-vl": {
         "params": 460_640,
+        "hidden": 64,
+        "intermediate": 128,
+        "heads": 2,
         "layers": 2,
         "kv_heads": 1,
         "head_dim": 32,
@@ -315,6 +335,13 @@ def geometry_from_config(directory: Path) -> dict[str, Any]:
         "tower": tower_from_config(config.get("vision_config")),
         "quantization": quantization_from_config(config),
         "stored_bytes": _stored_weight_bytes(directory),
+        # The linear layers' widths, for the LoRA slots vLLM allocates (adapters.lora_bytes);
+        # left out for mixture-of-experts models, whose expert layers differ.
+        **(
+            {"hidden": text["hidden_size"], "intermediate": text["intermediate_size"], "heads": heads}
+            if not text.get("num_experts") and "hidden_size" in text and "intermediate_size" in text
+            else {}
+        ),
     }
     if geometry["stored_bytes"] is not None and not geometry["quantization"]:
         geometry["params"] = geometry["stored_bytes"] / DTYPE_BYTES.get(dtype, 2)
@@ -394,6 +421,7 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
     images = (1 if geometry.get("vision") else 0) if images is None else int(images)
     image_tokens = min(images * MAX_IMAGE_TOKENS_DEFAULT, int(tenant["max_model_len"]))
     vision = vision_activation_bytes(geometry.get("tower"), image_tokens, dtype_bytes)
+    lora = adapters.lora_bytes([a for a in tenant.get("adapters") or [] if "rank" in a], geometry, dtype_bytes)
     return {
         "known": True,
         "source": source,
@@ -405,7 +433,8 @@ def tenancy_sizing(tenant: Mapping[str, Any], models_dir: str = "/var/lib/tenanc
         "image_tokens": image_tokens if vision else 0,
         "reserve_bytes": RESERVE_BYTES,
         "context_bytes": CONTEXT_BYTES,
-        "minimum_bytes": weights + kv + vision + RESERVE_BYTES + CONTEXT_BYTES,
+        "lora_bytes": lora,
+        "minimum_bytes": weights + kv + vision + lora + RESERVE_BYTES + CONTEXT_BYTES,
     }
 
 
@@ -455,6 +484,9 @@ def check_minimum(
     if sizing.get("vision_activation_bytes"):
         vision = f" + vision encoder for {sizing['image_tokens']} image tokens {gib(sizing['vision_activation_bytes'])}"
         fewer_images = " or max_images"
+    if sizing.get("lora_bytes"):
+        vision += f" + LoRA adapters {gib(sizing['lora_bytes'])}"
+        fewer_images += " or adapters"
     if on_gpu and quota < sizing["minimum_bytes"]:
         raise field_error(
             tenant["name"],
@@ -490,6 +522,8 @@ def quota_terms(record: Mapping[str, Any]) -> str | None:
         terms[0] += f" (the vision encoder's {gib(sizing['vision_weights_bytes'])} of it)"
     if sizing.get("vision_activation_bytes"):
         terms.append(f"vision encoder activations {gib(sizing['vision_activation_bytes'])}")
+    if sizing.get("lora_bytes"):
+        terms.append(f"LoRA adapters {gib(sizing['lora_bytes'])}")
     terms += [
         f"activations and CUDA graphs {gib(sizing['reserve_bytes'])}",
         f"CUDA context {gib(sizing['context_bytes'])}",

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tenancy.core.plugins.plugin_utils import schema, sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils import adapters, schema, sizing
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import as_int, field_error, parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,30}$")
@@ -210,6 +210,10 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
         missing = "tls_key" if out["tls_key"] is None else "tls_cert"
         raise field_error(name, missing, None, "tls_cert and tls_key go together: set both, or neither")
     out["tls_min_days"] = as_int(spec["tls_min_days"], name, "tls_min_days", 0, 3650)
+    out["adapters"] = adapters.validate(spec["adapters"], name)
+    for adapter in out["adapters"]:
+        if adapter["name"] == served:
+            raise field_error(name, "adapters", adapter["name"], "is the model's own served_model_name; name it apart")
     return out
 
 
