@@ -1,7 +1,8 @@
 """Send one chat completion to every tenant through its gateway and print a table.
 
 Tenants whose model takes images also get a chat with a picture (a 96x64 PNG); the
-IMAGES column says how many images a prompt may carry (- for text only).
+IMAGES column says how many images a prompt may carry (- for text only). Each of a
+tenant's LoRA adapters gets a chat of its own (a row whose MODEL is the adapter's name).
 Exits non-zero when any present tenant is unhealthy or does not answer.
 Usage: python scripts/tenancy_smoke.py [--inventory inventory/local]
 """
@@ -28,30 +29,37 @@ def picture_url() -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def ask(client: openai.OpenAI, tenant: dict, content: str | list) -> str:
+def ask(client: openai.OpenAI, model: str, content: str | list) -> str:
     try:
         reply = client.chat.completions.create(
-            model=tenant["served_model_name"], messages=[{"role": "user", "content": content}], max_tokens=8
+            model=model, messages=[{"role": "user", "content": content}], max_tokens=8
         )
     except openai.OpenAIError as exc:
         return f"ERROR {exc}"
     return f"ok ({reply.usage.prompt_tokens} in, {reply.usage.completion_tokens} out)"
 
 
-def check(tenant: dict, inventory: str) -> tuple[str, str, str]:
-    """Return (health, chat answer, image chat answer or -) for one tenant."""
+def check(tenant: dict, inventory: str) -> list[tuple[str, str, str, str]]:
+    """(model, health, chat answer, image chat answer or -) for the tenant's model and
+    for each of its adapters."""
     url = base_url(tenant)
+    models = [tenant["served_model_name"], *(a["name"] for a in tenant.get("adapters") or [])]
     try:
         health = "healthy" if requests.get(f"{url}/health", timeout=5).status_code == 200 else "unhealthy"
     except requests.RequestException as exc:
-        return f"unreachable ({type(exc).__name__})", "", "-"
+        return [(model, f"unreachable ({type(exc).__name__})", "", "-") for model in models]
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=api_key(inventory, tenant["name"]), max_retries=0, timeout=60)
-    answer = ask(client, tenant, "Say hello")
-    image_answer = "-"
-    if tenant.get("max_images"):
-        parts = [{"type": "image_url", "image_url": {"url": picture_url()}}, {"type": "text", "text": "What is this?"}]
-        image_answer = ask(client, tenant, parts)
-    return health, answer, image_answer
+    results = []
+    for model in models:
+        image_answer = "-"
+        if tenant.get("max_images") and model == tenant["served_model_name"]:
+            parts = [
+                {"type": "image_url", "image_url": {"url": picture_url()}},
+                {"type": "text", "text": "What is this?"},
+            ]
+            image_answer = ask(client, model, parts)
+        results.append((model, health, ask(client, model, "Say hello"), image_answer))
+    return results
 
 
 def main() -> int:
@@ -65,20 +73,21 @@ def main() -> int:
     for tenant in load_plan(args.inventory):
         if tenant["state"] != "present":
             continue
-        health, answer, image_answer = check(tenant, args.inventory)
-        failed |= health != "healthy" or not answer.startswith("ok") or image_answer.startswith("ERROR")
-        rows.append(
-            (
-                tenant["name"],
-                f"{base_url(tenant)}/v1",
-                tenant["served_model_name"],
-                f"{tenant['max_images']}/prompt" if tenant.get("max_images") else "-",
-                health,
-                answer,
-                image_answer,
-                str(key_file(args.inventory, tenant["name"])),
+        for model, health, answer, image_answer in check(tenant, args.inventory):
+            failed |= health != "healthy" or not answer.startswith("ok") or image_answer.startswith("ERROR")
+            base = model == tenant["served_model_name"]
+            rows.append(
+                (
+                    tenant["name"],
+                    f"{base_url(tenant)}/v1",
+                    model if base else f"{model} (adapter)",
+                    f"{tenant['max_images']}/prompt" if tenant.get("max_images") and base else "-",
+                    health,
+                    answer,
+                    image_answer,
+                    str(key_file(args.inventory, tenant["name"])),
+                )
             )
-        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -11,6 +11,7 @@ FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 
 def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
+        "tenancy_adapter_leftovers",
         "tenancy_certificate",
         "tenancy_controller_path",
         "tenancy_converge_fingerprint",
