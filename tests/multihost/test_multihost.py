@@ -24,7 +24,7 @@ from multihost_env import (
     playbook,
     ssh_as_login_user,
 )
-from tenancy_inventory import api_key, base_url, key_file, recap_changed
+from tenancy_inventory import ROOT, api_key, base_url, key_file, recap_changed
 
 HOSTS = [h["name"] for h in TEST_HOSTS["multihost_hosts"]]
 ADDED = "delta"
@@ -230,8 +230,8 @@ def tenants_file():
     path.write_text(original)
 
 
-def chat_status(tenant: dict, key: str, session=None) -> int:
-    body = {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+def chat_status(tenant: dict, key: str, session=None, model: str = "tiny-chat") -> int:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     return (
         (session or requests)
         .post(
@@ -405,11 +405,30 @@ def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory,
     on_host("mh2", "docker", "kill", "--signal", "USR2", names[1])
     assert manually_stopped("mh2", names[1]), "the check missed a gateway reloaded with docker kill"
 
-    # A max_model_len change recreates that engine only.
-    updated = playbook("tenant-update.yml", "-e", f"tenant={ADDED}", "-e", "max_model_len=256")
+    # A max_model_len change with a LoRA adapter added recreates that engine only. The
+    # adapter's files go from the controller to mh2 over SSH, onto the tenant's volume.
+    adapter = {"name": f"{ADDED}-pirate", "path": str(ROOT / "inventory" / "local" / "adapters" / "tiny-chat-pirate")}
+    updated = playbook(
+        "tenant-update.yml",
+        "-e",
+        f"tenant={ADDED}",
+        "-e",
+        "max_model_len=256",
+        "-e",
+        json.dumps({"adapters": [adapter]}),
+    )
     assert updated.returncode == 0, updated.stdout[-4000:]
     assert containers_on("mh2")[names[0]] != before[names[0]], "the changed tenant's engine was not recreated"
-    others_untouched("tenant-update max_model_len")
+    others_untouched("tenant-update max_model_len and adapters")
+    uid = on_host("mh2", "stat", "--format", "%u", f"/var/lib/tenancy/data/{ADDED}").strip()
+    files = on_host("mh2", "find", f"/var/lib/tenancy/data/{ADDED}/adapters", "-type", "f", "-printf", "%u %m %f\n")
+    assert sorted(files.strip().splitlines()) == [
+        f"{uid} 600 adapter_config.json",
+        f"{uid} 600 adapter_model.safetensors",
+    ]
+    assert chat_status(delta, api_key(inventory, ADDED), model=adapter["name"]) == 200
+    # bravo, the other tenant of mh2, never loaded it: its engine says 404.
+    assert chat_status(tenants["bravo"], api_key(inventory, "bravo"), model=adapter["name"]) == 404
 
     # Without confirmation (and with no terminal to ask on) nothing happens.
     refused = playbook("tenant-remove.yml", "-e", f"tenant={ADDED}")
