@@ -215,6 +215,7 @@ bench: venv docker ## Gateway overhead and converge benchmarks (results: docs/be
 	$(BIN)/python scripts/bench_gateway.py --inventory $(INVENTORY) || status=$$?; \
 	  $(BIN)/ansible-playbook -i $(INVENTORY) site.yml >/dev/null; exit $${status:-0}
 	$(BIN)/python scripts/bench_converge.py --inventory $(INVENTORY)
+	$(BIN)/python scripts/bench_adapters.py --inventory $(INVENTORY)
 
 bench-verbs: venv docker ## tenant-add/remove and no-op site.yml from 2 to 5 tenants (scripts/bench_verbs.py)
 	$(BIN)/python scripts/bench_verbs.py --inventory $(INVENTORY) --up-to 5
