@@ -69,7 +69,8 @@ def tenancy_plan_table(plan: Sequence[Mapping[str, Any]]) -> list[str]:
                 t["state"],
                 t["host"],
                 f"{t['bind_address']}:{t['port']}",
-                f"{t['model']} as {t['served_model_name']}",
+                f"{t['model']} as {t['served_model_name']}"
+                + "".join(f" +{a['name']}" for a in t.get("adapters") or []),
                 f"{t['max_images']}/prompt" if t.get("max_images") else "-",
                 t["max_model_len"],
                 t["mode"] if t["gpu"] is None else f"{t['mode']} gpu{t['gpu']}",

@@ -16,6 +16,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.tenancy.core.plugins.plugin_utils import adapters
 from tenancy_adapter_leftovers import tenancy_adapter_leftovers
 from tenancy_plan import tenancy_plan
+from tenancy_plan_table import tenancy_plan_table
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "inventory" / "local" / "adapters" / "tiny-chat-pirate"
@@ -212,6 +213,12 @@ def test_base_matches(base, model, ok):
 
 def test_max_rank_is_the_smallest_vllm_takes():
     assert [adapters.max_rank([{"rank": r}]) for r in (1, 2, 8, 9, 300, 512)] == [1, 8, 8, 16, 320, 512]
+
+
+def test_the_plan_table_names_the_adapters(tmp_path):
+    demo_copy(tmp_path)
+    (header, row) = tenancy_plan_table([plan(tmp_path, [{"name": "pirate", "path": "pirate"}])])
+    assert "tiny-qwen3 as tiny-chat +pirate" in row
 
 
 def test_leftovers_are_what_the_plan_does_not_name():
