@@ -217,7 +217,7 @@ def test_max_rank_is_the_smallest_vllm_takes():
 
 def test_the_plan_table_names_the_adapters(tmp_path):
     demo_copy(tmp_path)
-    (header, row) = tenancy_plan_table([plan(tmp_path, [{"name": "pirate", "path": "pirate"}])])
+    (_header, row) = tenancy_plan_table([plan(tmp_path, [{"name": "pirate", "path": "pirate"}])])
     assert "tiny-qwen3 as tiny-chat +pirate" in row
 
 
