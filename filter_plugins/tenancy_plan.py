@@ -24,7 +24,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible_collections.tenancy.core.plugins.plugin_utils import adapters, cpusets, engine, sizing, tenant_spec, tls
+from ansible_collections.tenancy.core.plugins.plugin_utils import (
+    adapters,
+    cpusets,
+    engine,
+    files,
+    sizing,
+    tenant_spec,
+    tls,
+)
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import field_error, format_bytes
 from ansible_collections.tenancy.core.plugins.plugin_utils.placement import Placement, place
 
@@ -154,7 +162,8 @@ _value:
       description: present or absent; unplaced (with tenancy_allow_unplaced) for a tenant that fits no GPU
       type: str
     model_kind:
-      description: local (a directory under the models dir) or hub (a Hugging Face repo id)
+      description: 'local (a directory under the models dir), hub (a Hugging Face repo id) or private (the tenant''s
+        own, from the controller: model is its absolute path there)'
       type: str
     model:
       description: The model, as the tenant named it
@@ -229,6 +238,14 @@ _value:
     adapters:
       description: 'The tenant''s LoRA adapters: name, path (absolute, on the controller), rank, base and files
         (name, bytes, sha256 of each); served from /data/adapters/<name>'
+      type: list
+      elements: dict
+    model_private:
+      description: The model is the tenant's own, copied onto its volume
+      type: bool
+    model_files:
+      description: A private model's files (name relative to its directory, bytes, sha256), copied to /data/model;
+        empty for a shared model
       type: list
       elements: dict
     takes_images:
@@ -323,11 +340,16 @@ def tenancy_plan(
     hosts = dict(hosts) if isinstance(hosts, Mapping) else {host: {} for host in hosts or []}
     metrics_port_offset = int(metrics_port_offset)
     # 1. The whole input, before anything is sized or placed.
-    validated = tenant_spec.validate_tenants(tenants, dict(defaults or {}), dict(overrides or {}), models_dir)
-    # The adapters' files, on the controller: read and checked against the model. A
-    # tenant being removed serves none, and its files may be gone already.
+    validated = tenant_spec.validate_tenants(
+        tenants, dict(defaults or {}), dict(overrides or {}), models_dir, files_dir
+    )
+    # The files a tenant brings from the controller (a private model, adapters): read and
+    # checked against the model. A tenant being removed needs none, and its files may be
+    # gone already.
     for tenant in validated:
         if tenant["state"] == "present":
+            if tenant["model_private"]:
+                files.private_model(tenant)
             adapters.read(tenant, files_dir, sizing.model_geometry(tenant["model"], models_dir)[0])
         else:
             tenant["adapters"] = []

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tenancy.core.plugins.plugin_utils import adapters
-from tenancy_adapter_leftovers import tenancy_adapter_leftovers
 from tenancy_plan import tenancy_plan
 from tenancy_plan_table import tenancy_plan_table
+from tenancy_tenant_files import tenancy_file_leftovers, tenancy_tenant_files
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "inventory" / "local" / "adapters" / "tiny-chat-pirate"
@@ -221,24 +221,46 @@ def test_the_plan_table_names_the_adapters(tmp_path):
     assert "tiny-qwen3 as tiny-chat +pirate" in row
 
 
-def test_leftovers_are_what_the_plan_does_not_name():
-    root = "/d/a/adapters"
-    plan_adapters = [
-        {"name": "keep", "files": [{"name": "adapter_config.json"}, {"name": "adapter_model.safetensors"}]}
+def test_the_layout_and_the_leftovers_on_the_volume():
+    record = {
+        "model_private": True,
+        "model": "/c/models/acme",
+        "model_files": [{"name": "config.json"}, {"name": "sub/dir/w.safetensors"}],
+        "adapters": [{"name": "keep", "path": "/c/a/keep/", "files": [{"name": "adapter_config.json"}]}],
+    }
+    layout = tenancy_tenant_files(record, "/d/a/")
+    assert layout["roots"] == ["/d/a/model", "/d/a/adapters"]
+    assert layout["dirs"] == [
+        "/d/a/adapters",
+        "/d/a/model",
+        "/d/a/adapters/keep",
+        "/d/a/model/sub",
+        "/d/a/model/sub/dir",
+    ]
+    assert layout["copies"] == [
+        {"src": "/c/models/acme/config.json", "dest": "/d/a/model/config.json"},
+        {"src": "/c/models/acme/sub/dir/w.safetensors", "dest": "/d/a/model/sub/dir/w.safetensors"},
+        {"src": "/c/a/keep/adapter_config.json", "dest": "/d/a/adapters/keep/adapter_config.json"},
     ]
     found = [
-        f"{root}/keep",
-        f"{root}/keep/adapter_config.json",
-        f"{root}/keep/adapter_model.safetensors",
-        f"{root}/keep/old.bin",
-        f"{root}/keep/sub",
-        f"{root}/keep/sub/x",
-        f"{root}/gone",
-        f"{root}/gone/adapter_config.json",
+        "/d/a/model/config.json",
+        "/d/a/model/old.bin",
+        "/d/a/model/sub",
+        "/d/a/model/sub/dir",
+        "/d/a/model/sub/dir/w.safetensors",
+        "/d/a/model/sub/stale",
+        "/d/a/model/sub/stale/x",
+        "/d/a/adapters/keep",
+        "/d/a/adapters/keep/adapter_config.json",
+        "/d/a/adapters/gone",
+        "/d/a/adapters/gone/adapter_config.json",
     ]
-    assert tenancy_adapter_leftovers(found, root + "/", plan_adapters) == [
-        f"{root}/gone",
-        f"{root}/keep/old.bin",
-        f"{root}/keep/sub",
-    ]
-    assert tenancy_adapter_leftovers(found[:3], root, plan_adapters) == []
+    assert tenancy_file_leftovers(found, layout) == ["/d/a/adapters/gone", "/d/a/model/old.bin", "/d/a/model/sub/stale"]
+    assert (
+        tenancy_file_leftovers([p for p in found if "gone" not in p and "stale" not in p and "old" not in p], layout)
+        == []
+    )
+    # A shared model and no adapters: only the (empty) adapters directory is the tenant's.
+    shared = tenancy_tenant_files({"model_private": False, "adapters": []}, "/d/b")
+    assert shared == {"roots": ["/d/b/adapters"], "dirs": ["/d/b/adapters"], "copies": []}
+    assert tenancy_file_leftovers(["/d/b/adapters/x"], shared) == ["/d/b/adapters/x"]

@@ -11,7 +11,6 @@ FILTERS = sorted(p.stem for p in (ROOT / "filter_plugins").glob("*.py"))
 
 def test_every_plugin_file_is_a_filter():
     assert FILTERS == [
-        "tenancy_adapter_leftovers",
         "tenancy_certificate",
         "tenancy_controller_path",
         "tenancy_converge_fingerprint",
@@ -34,6 +33,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_scrape_targets",
         "tenancy_sizing",
         "tenancy_tenant_entry",
+        "tenancy_tenant_files",
         "tenancy_tenants_edit",
         "tenancy_uid_refusals",
         "tenancy_usage",

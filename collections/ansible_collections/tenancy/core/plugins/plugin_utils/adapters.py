@@ -18,8 +18,6 @@ slots vLLM allocates for them) counts in the tenant's quota (``lora_bytes``).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import re
 import struct
@@ -29,6 +27,7 @@ from typing import Any
 
 from ansible_collections.tenancy.core.plugins.plugin_utils import tls
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import field_error
+from ansible_collections.tenancy.core.plugins.plugin_utils.files import listing
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # vLLM's LoRAConfig.max_lora_rank (MaxLoRARanks): --max-lora-rank takes only these.
@@ -60,21 +59,6 @@ def validate(value: Any, tenant: str) -> list[dict[str, str]]:
             )
         out.append({"name": name, "path": path})
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
-    """A file's sha256, read again only when its size or time changes (a plan runs
-    several times per playbook run)."""
-    return _sha256(Path(path))
 
 
 def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
@@ -162,20 +146,7 @@ def read(tenant: dict[str, Any], base_dir: str, geometry: Mapping[str, Any] | No
                         f"{tensor} takes {shape[1]} inputs, which no layer of {tenant['model']!r} has "
                         f"({', '.join(str(d) for d in sorted(dims))})",
                     )
-        files = []
-        for entry in sorted(directory.iterdir()):
-            if entry.is_symlink() or not entry.is_file():
-                raise field_error(
-                    name, "adapters", label, f"{entry} is not a plain file (an adapter is a flat directory of files)"
-                )
-            info = entry.stat()
-            files.append(
-                {
-                    "name": entry.name,
-                    "bytes": info.st_size,
-                    "sha256": _file_digest(str(entry), info.st_size, info.st_mtime_ns),
-                }
-            )
+        files = listing(directory, name, "adapters", label, flat=True)
         adapter.update({"path": str(directory), "rank": rank, "base": base, "files": files})
 
 

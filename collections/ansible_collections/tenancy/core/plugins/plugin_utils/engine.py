@@ -82,6 +82,8 @@ def tenant_uid(tenant: Mapping[str, Any], gpu: Mapping[str, Any] | None) -> int:
 # there. HF_HOME (token, xet and assets caches) is on the tenant's own volume.
 HUB_CACHE_SUBDIR = ".hf/hub"
 HF_HOME_DIR = DATA_MOUNT + "/.cache/huggingface"
+# A private model (tenant field model_private), on the tenant's own volume.
+PRIVATE_MODEL_DIR = DATA_MOUNT + "/model"
 
 
 def model_subdir(tenant: Mapping[str, Any]) -> str:
@@ -95,6 +97,8 @@ def model_subdir(tenant: Mapping[str, Any]) -> str:
 def model_mounts(tenant: Mapping[str, Any], models_dir: str, models_mount: str) -> list[dict[str, str]]:
     """What of the host's model store the tenant's engine mounts (read-only): its own
     model's directory and nothing above it, so no engine sees another tenant's model."""
+    if tenant["model_kind"] == "private":
+        return []  # on the tenant's own volume (PRIVATE_MODEL_DIR), nothing of the store
     subdir = model_subdir(tenant)
     return [{"source": f"{models_dir.rstrip('/')}/{subdir}", "target": f"{models_mount}/{subdir}"}]
 
@@ -155,7 +159,9 @@ def engine_settings(
     model_sizing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Engine arguments after ``vllm serve``, its environment and limits, for its slot."""
-    model = f"{models_mount}/{tenant['model']}" if tenant["model_kind"] == "local" else tenant["model"]
+    model = {"local": f"{models_mount}/{tenant['model']}", "private": PRIVATE_MODEL_DIR}.get(
+        tenant["model_kind"], tenant["model"]
+    )
     args = [
         model,
         "--served-model-name",

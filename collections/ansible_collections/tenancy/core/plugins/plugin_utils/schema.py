@@ -178,6 +178,13 @@ TENANT_FIELDS: dict[str, dict[str, Any]] = {
         "an adapter trained on another base model (`base_model_name_or_path`), a rank above 512, or weights whose "
         "shapes do not fit the model. Their memory counts in the quota",
     },
+    "model_private": {
+        "default": False,
+        "meaning": "`true`: `model` is a model directory on the controller (its `config.json` and weights; a "
+        "relative path is taken from the inventory's directory), copied onto this tenant's own volume only, "
+        "readable by its engine's uid alone, crypto-erased with the volume on `tenant-remove`. No host store, and "
+        "no other engine, ever holds it. `served_model_name` defaults to the directory's name",
+    },
 }
 
 # Built-in defaults; inventory `tenancy_tenant_defaults` and then each tenant override them.
@@ -203,7 +210,8 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
     },
     "model_kind": {
         "type": "str",
-        "description": "local (a directory under the models dir) or hub (a Hugging Face repo id)",
+        "description": "local (a directory under the models dir), hub (a Hugging Face repo id) or private (the "
+        "tenant's own, from the controller: model is its absolute path there)",
     },
     "model": {"type": "str", "description": "The model, as the tenant named it"},
     "served_model_name": {"type": "str", "description": "The model name clients send"},
@@ -253,6 +261,13 @@ RECORD_KEYS: dict[str, dict[str, Any]] = {
         "elements": "dict",
         "description": "The tenant's LoRA adapters: name, path (absolute, on the controller), rank, base and files "
         "(name, bytes, sha256 of each); served from /data/adapters/<name>",
+    },
+    "model_private": {"type": "bool", "description": "The model is the tenant's own, copied onto its volume"},
+    "model_files": {
+        "type": "list",
+        "elements": "dict",
+        "description": "A private model's files (name relative to its directory, bytes, sha256), copied to "
+        "/data/model; empty for a shared model",
     },
     "takes_images": {
         "type": "bool",

@@ -244,6 +244,9 @@ def _hf_snapshot(models_dir: Path, repo: str) -> Path | None:
 
 def model_dir(model: str, models_dir: str | Path) -> Path | None:
     """The local directory of a model (a models-dir entry or a Hub snapshot), if present."""
+    if model.startswith("/"):
+        # A private model: its directory on the controller (tenant field model_private).
+        return Path(model) if (Path(model) / "config.json").is_file() else None
     root = Path(models_dir)
     local = root / model
     if "/" not in model and (local / "config.json").is_file():

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tenancy.core.plugins.plugin_utils import adapters, schema, sizing
+from ansible_collections.tenancy.core.plugins.plugin_utils import adapters, schema, sizing, tls
 from ansible_collections.tenancy.core.plugins.plugin_utils.common import as_int, field_error, parse_size
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,30}$")
@@ -133,7 +133,9 @@ def model_reference(value: Any, tenant: str) -> tuple[str, str]:
     )
 
 
-def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: int) -> dict[str, Any]:
+def validate_tenant(
+    raw: Mapping[str, Any], defaults: Mapping[str, Any], index: int, files_dir: str = ""
+) -> dict[str, Any]:
     """Merge defaults into one tenant and validate every field. Returns normalised values."""
     label = str(raw.get("name")) if raw.get("name") not in (None, "") else f"#{index + 1}"
     unknown = sorted(set(raw) - FIELDS)
@@ -155,8 +157,18 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
     if spec["state"] not in STATES:
         raise field_error(name, "state", spec["state"], f"must be one of {', '.join(STATES)}")
     out["state"] = spec["state"]
-    out["model_kind"], out["model"] = model_reference(spec["model"], name)
-    served = spec["served_model_name"] or out["model"].rsplit("/", 1)[-1]
+    private = spec["model_private"]
+    if not isinstance(private, bool):
+        raise field_error(name, "model_private", private, "expected true or false")
+    if private:
+        if not isinstance(spec["model"], str) or not spec["model"]:
+            raise field_error(
+                name, "model", spec["model"], "with model_private, the model's directory on the controller"
+            )
+        out["model_kind"], out["model"] = "private", tls.resolve(spec["model"], files_dir)
+    else:
+        out["model_kind"], out["model"] = model_reference(spec["model"], name)
+    served = spec["served_model_name"] or out["model"].rstrip("/").rsplit("/", 1)[-1]
     if not isinstance(served, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", served):
         raise field_error(name, "served_model_name", served, "expected letters, digits and . _ / - (at most 128)")
     out["served_model_name"] = served
@@ -211,6 +223,8 @@ def validate_tenant(raw: Mapping[str, Any], defaults: Mapping[str, Any], index: 
         raise field_error(name, missing, None, "tls_cert and tls_key go together: set both, or neither")
     out["tls_min_days"] = as_int(spec["tls_min_days"], name, "tls_min_days", 0, 3650)
     out["adapters"] = adapters.validate(spec["adapters"], name)
+    out["model_private"] = private
+    out["model_files"] = []
     for adapter in out["adapters"]:
         if adapter["name"] == served:
             raise field_error(name, "adapters", adapter["name"], "is the model's own served_model_name; name it apart")
@@ -413,7 +427,7 @@ def check_uids(tenants: list[dict[str, Any]], uids: Mapping[str, int], gpus: Map
 
 
 def validate_tenants(
-    tenants: Any, defaults: Mapping[str, Any], overrides: Mapping[str, Any], models_dir: str
+    tenants: Any, defaults: Mapping[str, Any], overrides: Mapping[str, Any], models_dir: str, files_dir: str = ""
 ) -> list[dict[str, Any]]:
     """The whole input, checked before anything is sized or placed: the shared defaults
     and overrides, every tenant's fields (with the defaults under and the overrides
@@ -425,7 +439,10 @@ def validate_tenants(
             raise AnsibleFilterError(
                 f"{variable}: unknown field {unknown[0]!r}; known fields are {', '.join(sorted(shared_fields))}"
             )
-    validated = [validate_tenant({**raw, **overrides}, defaults, i) for i, raw in enumerate(normalise_tenants(tenants))]
+    validated = [
+        validate_tenant({**raw, **overrides}, defaults, i, files_dir)
+        for i, raw in enumerate(normalise_tenants(tenants))
+    ]
     for tenant in validated:
         resolve_model_kind(tenant, models_dir)
         resolve_quantization(tenant, models_dir)
