@@ -5,12 +5,16 @@ first, then the verbs, which add a tenant on mh2 and take it away again."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import json
 import re
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -368,17 +372,39 @@ def hosts_after_planning(stdout: str) -> set[str]:
     return set(re.findall(r"^\w+: \[(mh\d)[\] ]", after, flags=re.MULTILINE))
 
 
-def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory, tenants_file):
+def controller_copy_of_tiny_model(directory: Path) -> Path:
+    """tiny-qwen3 as mh1's images role wrote it, copied to this controller: a private
+    model comes from the controller."""
+    archive = on_host("mh1", "sh", "-c", "tar -C /var/lib/tenancy/models -cz tiny-qwen3 | base64 -w0")
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive))) as tar:
+        tar.extractall(directory, filter="data")
+    return directory / "tiny-qwen3"
+
+
+def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory, tenants_file, tmp_path):
     """The lifecycle verbs on a tenant of mh2: each touches that tenant only. No container
-    on mh1, and no other container on mh2, is restarted by any of them."""
+    on mh1, and no other container on mh2, is restarted by any of them. The tenant brings
+    its own model (model_private) and, in an update, a LoRA adapter: both go from the
+    controller to mh2 over SSH, onto its volume only, and go with it."""
     mh1_before, mh2_before = containers_on("mh1"), containers_on("mh2")
+    private = controller_copy_of_tiny_model(tmp_path)
 
     def others_untouched(step: str) -> None:
         assert containers_on("mh1") == mh1_before, f"{step} restarted something on mh1"
         mh2 = {k: v for k, v in containers_on("mh2").items() if not k.startswith(f"tenancy-{ADDED}-")}
         assert mh2 == mh2_before, f"{step} restarted another tenant on mh2"
 
-    added = playbook("tenant-add.yml", "-e", f"tenant={ADDED}", "-e", "port=30104", "-e", "served_model_name=tiny-chat")
+    added = playbook(
+        "tenant-add.yml",
+        "-e",
+        f"tenant={ADDED}",
+        "-e",
+        "port=30104",
+        "-e",
+        "served_model_name=tiny-chat",
+        "-e",
+        json.dumps({"model": str(private), "model_private": True}),
+    )
     assert added.returncode == 0, added.stdout[-4000:]
     assert hosts_after_planning(added.stdout) == {"mh2"}, "tenant-add prepared or converged a host it does not touch"
     assert ADDED in tenants_file.read_text()
@@ -389,6 +415,14 @@ def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory,
     delta = {"endpoint": tenants["bravo"]["endpoint"].replace(":30102/", ":30104/")}
     assert oct(key_file(inventory, ADDED).stat().st_mode & 0o777) == "0o600"
     assert chat_status(delta, api_key(inventory, ADDED)) == 200
+    # The private model is on delta's volume, as its uid, and its engine mounts nothing
+    # of mh2's model store.
+    uid = on_host("mh2", "stat", "--format", "%u", f"/var/lib/tenancy/data/{ADDED}").strip()
+    model_files = on_host("mh2", "find", f"/var/lib/tenancy/data/{ADDED}/model", "-type", "f", "-printf", "%u %m %P\n")
+    wanted = sorted(p.relative_to(private).as_posix() for p in private.rglob("*") if p.is_file())
+    assert sorted(model_files.strip().splitlines()) == [f"{uid} 600 {name}" for name in wanted]
+    mounts = json.loads(on_host("mh2", "docker", "inspect", "--format", "{{json .Mounts}}", names[0]))
+    assert [m["Source"] for m in mounts] == [f"/var/lib/tenancy/data/{ADDED}"], mounts
 
     # A rate-limit change reloads the gateway (no restart) and leaves the engine alone.
     before = {n: containers_on("mh2")[n] for n in names}
@@ -408,15 +442,9 @@ def test_add_update_remove_on_one_host_leave_the_other_alone(tenants, inventory,
     # A max_model_len change with a LoRA adapter added recreates that engine only. The
     # adapter's files go from the controller to mh2 over SSH, onto the tenant's volume.
     adapter = {"name": f"{ADDED}-pirate", "path": str(ROOT / "inventory" / "local" / "adapters" / "tiny-chat-pirate")}
-    updated = playbook(
-        "tenant-update.yml",
-        "-e",
-        f"tenant={ADDED}",
-        "-e",
-        "max_model_len=256",
-        "-e",
-        json.dumps({"adapters": [adapter]}),
-    )
+    # rpm_limit back up: the 429s above must not meet the adapter's chat below.
+    fields = {"max_model_len": 256, "rpm_limit": 600, "adapters": [adapter]}
+    updated = playbook("tenant-update.yml", "-e", f"tenant={ADDED}", "-e", json.dumps(fields))
     assert updated.returncode == 0, updated.stdout[-4000:]
     assert containers_on("mh2")[names[0]] != before[names[0]], "the changed tenant's engine was not recreated"
     others_untouched("tenant-update max_model_len and adapters")
