@@ -3,6 +3,7 @@ hosts, pass the planner (a front-door example that is refused would be worse tha
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -58,9 +59,17 @@ def test_the_production_example_plans_on_two_a100_hosts(tmp_path):
     for tenant in tenants:
         if tenant.get("tls_cert"):
             operator_certificate(tmp_path, list(hosts), tenant["tls_cert"], tenant["tls_key"])
+        for adapter in tenant.get("adapters", []):
+            # A rank-16 PEFT adapter of the tenant's model (weights as .bin: no shapes to read).
+            directory = tmp_path / adapter["path"]
+            directory.mkdir(parents=True)
+            base = tenant.get("model", settings["tenancy_tenant_defaults"]["model"])
+            (directory / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "r": 16}))
+            (directory / "adapter_model.bin").write_bytes(b"\0" * 64)
     plan = tenancy_plan(
         tenants, settings["tenancy_tenant_defaults"], hosts, None, "/nonexistent", files_dir=str(tmp_path)
     )
     assert [r["name"] for r in plan] == [t["name"] for t in tenants]
     assert all(r["state"] == "present" and r["kv_cache_bytes"] > 0 for r in plan)
     assert next(r for r in plan if r["name"] == "companyC")["host"] == "gpu2.example.net"
+    assert "--lora-modules" in next(r for r in plan if r["name"] == "companyA")["engine_args"]
