@@ -26,7 +26,7 @@ from tenancy_inventory import api_key, base_url, ca_file, key_file, load_plan, t
 INVENTORY = os.environ.get("TENANCY_INVENTORY", "inventory/local")
 # The tenants serve https only: Locust's client (requests) trusts the bundle CA.
 trust_bundle_ca(INVENTORY)
-# The tenant role's default models directory (roles/tenant/defaults tenant_models_dir).
+# The default models directory (roles/tenancy/defaults tenancy_models_dir).
 MODELS_DIR = Path(os.environ.get("TENANCY_MODELS_DIR", "/var/lib/tenancy/models"))
 
 
