@@ -285,3 +285,17 @@ def test_a_host_without_the_docker_cli_gets_a_clear_error(monkeypatch):
     monkeypatch.setattr(stamp.subprocess, "run", no_docker)
     with pytest.raises(stamp.DockerMissing, match=r"cannot run the docker CLI .*\(the docker role\)"):
         stamp.inspect("container", ["tenancy-companyA-engine"])
+
+
+def test_a_data_dir_handed_over_with_its_files_is_named_for_the_dir(host, tmp_path):
+    """`chown -R` of a volume changes its root and every tracked file under it (the
+    adapters' copies): the reason names the root, the cause, not the first file."""
+    params, _docker, _config = host
+    data = tmp_path / "data-companyA"
+    (data / "adapters").mkdir(parents=True, mode=0o700)
+    (data / "adapters" / "adapter_config.json").write_text("{}")
+    params = {**params, "owners": [str(data)], "trees": [*params["trees"], str(data / "adapters")]}
+    recorded = record(params)
+    for path in (data, data / "adapters", data / "adapters" / "adapter_config.json"):
+        path.chmod(0o750)
+    assert verdict(params, recorded) == f"the owner or mode of {data} changed"

@@ -218,15 +218,17 @@ def first_difference(recorded: dict, now: dict) -> str | None:
     for name, digest in now["containers"].items():
         if recorded.get("containers", {}).get(name) != digest:
             return f"container {name} was recreated, restarted or reconfigured"
-    before = recorded.get("trees", {})
-    changed = sorted(key for key in set(before) | set(now["trees"]) if before.get(key) != now["trees"].get(key))
-    if changed:
-        return f"{changed[0]} changed"
+    # The volume (its mount, then its root's owner) before the files under it: a volume
+    # handed to another uid changes every file in it too, and the root is the cause to name.
     if recorded.get("mounts") != now["mounts"]:
         return "what is mounted changed"
     for path, owner in now["owners"].items():
         if recorded.get("owners", {}).get(path) != owner:
             return f"the owner or mode of {path} changed"
+    before = recorded.get("trees", {})
+    changed = sorted(key for key in set(before) | set(now["trees"]) if before.get(key) != now["trees"].get(key))
+    if changed:
+        return f"{changed[0]} changed"
     return None
 
 
