@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import docker
 import pytest
 import yaml
 from helpers import INVENTORY, TENANT_DEFAULTS, run_site
+from tenancy_inventory import ROOT
 
 # The demo's own tenants, as the inventory lists them (a run with -e tenants=... must
 # keep them exactly, or it would change them).
@@ -152,20 +154,46 @@ def test_turning_encryption_on_over_unencrypted_data_is_refused(docker_client, t
 
 
 def test_broken_tenant_fails_with_its_log_and_leaves_others_alone(docker_client, tenants, inventory):
+    """Two ways a third tenant's engine cannot serve, on the running demo. Its model is not
+    on the host: the run stops before its engine is created, naming the tenant, the model
+    and the path. Its model's directory is there but holds no weights (planted: the tiny
+    model's config and tokenizer alone): the engine starts, fails, and the run stops with
+    the engine's own last log lines. Neither run restarts companyA or companyB."""
     before = start_times(docker_client, tenants)
+    defaults = yaml.safe_load((ROOT / "roles" / "tenancy" / "defaults" / "main.yml").read_text())
+    models = Path(defaults["tenancy_models_dir"])
+    weightless = models / "e2e-weightless"
     broken = {"name": "companyC", "port": 30003, "model": "no-such-model"}
     # Tenant-only runs (`--tags tenant`, as the loadtests' converges): the host roles add
     # nothing to what this test shows (about 27 s a run on the idle demo, more in CI).
     try:
         # A third tenant on the two-core CI machine has to share a core, by choice.
         result = run_site(*tenants_arg([*DEMO, broken]), "-e", "tenancy_cpu_oversubscribe=true", "--tags", "tenant")
+        said = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        missing = f"({models}/no-such-model is not a directory)"
+        assert f"tenant companyC: model 'no-such-model' is not on host localhost {missing}" in said, said[-3000:]
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get("tenancy-companyC-engine")
+        assert start_times(docker_client, tenants) == before
+
+        weightless.mkdir(mode=0o755)
+        for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(models / "tiny-qwen3" / name, weightless / name)
+        broken["model"] = weightless.name
+        result = run_site(*tenants_arg([*DEMO, broken]), "-e", "tenancy_cpu_oversubscribe=true", "--tags", "tenant")
         assert result.returncode != 0
         assert "tenant companyC: tenancy-companyC-engine is not healthy" in result.stdout
-        assert "Last log lines:" in result.stdout
-        assert "no-such-model" in result.stdout, "the engine's own log lines were not shown"
+        errors = result.stdout.split("Errors in the log:", 1)
+        assert len(errors) == 2, result.stdout[-3000:]
+        # vLLM's own words for a model directory without weights: its worker's exception,
+        # some hundred lines above the log's last line, picked out of the engine's log.
+        cause = f"RuntimeError: Cannot find any model weights with `/models/{weightless.name}`"
+        assert cause in errors[1].split("Last log lines", 1)[0], errors[1][-3000:]
         assert start_times(docker_client, tenants) == before
     finally:
         cleanup = run_site(*tenants_arg([*DEMO, {**broken, "state": "absent"}]), "--tags", "tenant")
+        shutil.rmtree(weightless, ignore_errors=True)
     assert cleanup.returncode == 0, cleanup.stdout[-3000:]
     for kind, name in (
         (docker_client.containers, "tenancy-companyC-engine"),

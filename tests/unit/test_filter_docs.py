@@ -21,6 +21,7 @@ def test_every_plugin_file_is_a_filter():
         "tenancy_key_commands",
         "tenancy_key_map",
         "tenancy_list_row",
+        "tenancy_log_excerpt",
         "tenancy_luks_progress",
         "tenancy_luks_reencrypt",
         "tenancy_mig",
