@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests" / "lib")]
 
 import checks  # noqa: E402 - after the path set-up above
-from gateway_probe import path_statuses, raw_status  # noqa: E402
+from gateway_probe import path_answers, raw_status  # noqa: E402
 from infra_env import (  # noqa: E402
     INVENTORY,
     data_dir,
@@ -53,7 +53,7 @@ from infra_env import (  # noqa: E402
     wire_view,
 )
 from isolation import pair_breaches  # noqa: E402
-from tenancy_inventory import api_key, key_file  # noqa: E402
+from tenancy_inventory import api_key, base_url, key_file  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -283,8 +283,27 @@ def prometheus_lifecycle_on(a: dict, _b: dict) -> Iterator[list[str]]:
 def gateway_forwards_every_path(a: dict, _b: dict) -> Iterator[list[str]]:
     """The check pointed at the engine itself, i.e. a gateway that forwards everything."""
     with engine_url(a) as url:
-        problems = checks.exposed_paths(path_statuses(url, api_key(INVENTORY, a["name"])))
+        problems = checks.exposed_paths(path_answers(url, api_key(INVENTORY, a["name"])))
     yield problems
+
+
+def gateway_forwards_lora_routes(a: dict, _b: dict) -> Iterator[list[str]]:
+    """A's real gateway reloaded with the runtime LoRA routes taken out of its 404 rule
+    (the gateway before issue #29): a load_lora_adapter request reaches A's engine. The
+    engine refuses it too today (runtime LoRA updating is off), with its own 404; the
+    check wants the gateway's. The original config back and reloaded after."""
+
+    def forwards_lora(config: str) -> str:
+        rule = " if odd_path or lora_admin or !is_health !is_api"
+        assert config.count(rule) == 1, "the gateway config has no LoRA-route refusal to take out"
+        return config.replace(rule, " if odd_path or !is_health !is_api")
+
+    key = api_key(INVENTORY, a["name"])
+    with gateway_config(a, forwards_lora):
+        # Only what this break exposes counts as catching it.
+        problems = checks.exposed_paths(path_answers(base_url(a), key))
+        yield [problem for problem in problems if "_lora_adapter" in problem]
+    yield checks.exposed_paths(path_answers(base_url(a), key))
 
 
 def engine_accepts_foreign_key(a: dict, b: dict) -> Iterator[list[str]]:
@@ -442,6 +461,7 @@ BREAKS = [
     Break("gateway-config-not-loaded", "test_gateway_runs_the_config_it_was_given", gateway_config_not_loaded),
     Break("every-refused-request-logged", "test_refused_requests_leave_a_bounded_log", every_refused_request_logged),
     Break("gateway-forwards-every-path", "test_gateway_exposes_only_v1_and_health", gateway_forwards_every_path),
+    Break("gateway-forwards-lora-routes", "test_gateway_exposes_only_v1_and_health", gateway_forwards_lora_routes),
     Break("foreign-key-accepted", "test_foreign_key_gets_401", engine_accepts_foreign_key),
     Break(
         "retired-key-kept-until-a-run",

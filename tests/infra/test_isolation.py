@@ -6,7 +6,7 @@ from __future__ import annotations
 import checks
 import pytest
 import requests
-from gateway_probe import path_statuses, raw_status
+from gateway_probe import path_answers, raw_status
 from infra_env import (
     docker_on,
     flood_refused,
@@ -68,7 +68,7 @@ def test_gateway_exposes_only_v1_and_health(tenants, inventory, name):
     url, key = base_url(tenant), api_key(inventory, name)
     assert requests.get(f"{url}/health", timeout=10).status_code == 200
     assert raw_status(url, "/v1/models", key) == 200
-    assert checks.exposed_paths(path_statuses(url, key)) == []
+    assert checks.exposed_paths(path_answers(url, key)) == []
 
 
 @pytest.mark.parametrize(("source", "target"), tenant_pairs())

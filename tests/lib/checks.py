@@ -321,9 +321,24 @@ HIDDEN_PATHS = (
 )
 
 
-def exposed_paths(statuses: dict[str, int]) -> list[str]:
-    """Paths outside /v1 and /health that did not get 404."""
-    return [f"{path} -> {status}" for path, status in statuses.items() if status != 404]
+# The body of the gateway's own 404 (roles/tenant/templates/haproxy.cfg.j2, its path
+# rule; tests/unit/test_harness_checks.py keeps the two the same). vLLM's own 404 says
+# {"detail":"Not Found"}: a path the engine happens to refuse today (the runtime LoRA
+# routes, off unless VLLM_ALLOW_RUNTIME_LORA_UPDATING is set) is hidden only when the
+# gateway refuses it itself.
+GATEWAY_NOT_FOUND = '{"error":{"message":"Not Found","type":"not_found_error","code":404}}'
+
+
+def exposed_paths(answers: dict[str, tuple[int, str]]) -> list[str]:
+    """Paths outside /v1 and /health that the gateway did not refuse itself: any other
+    status, or a 404 from behind it (the request reached the engine)."""
+    problems = []
+    for path, (status, body) in answers.items():
+        if status != 404:
+            problems.append(f"{path} -> {status}")
+        elif body.strip() != GATEWAY_NOT_FOUND:
+            problems.append(f"{path} -> 404 from behind the gateway ({body.strip()[:80]!r}), not the gateway's own")
+    return problems
 
 
 def foreign_key_accepted(status: int, source: str, target: str) -> list[str]:

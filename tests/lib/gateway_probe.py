@@ -13,7 +13,8 @@ from checks import HIDDEN_PATHS
 POST_PATHS = ("/tokenize", "/pause", "/invocations", "/load", "/v1/load_lora_adapter", "/v1/unload_lora_adapter")
 
 
-def raw_status(url: str, path: str, key: str) -> int:
+def raw_answer(url: str, path: str, key: str) -> tuple[int, str]:
+    """(status, body) of one request sent exactly as written."""
     method = "POST" if path in POST_PATHS else "GET"
     request = requests.Request(method, url + path, headers={"Authorization": f"Bearer {key}"}).prepare()
     request.url = url + path
@@ -21,12 +22,17 @@ def raw_status(url: str, path: str, key: str) -> int:
     # send() alone skips the environment: take its CA bundle (trust_bundle_ca) as a
     # request() would. Verification stays on.
     settings = session.merge_environment_settings(request.url, {}, None, None, None)
-    return session.send(request, timeout=10, verify=settings["verify"]).status_code
+    answer = session.send(request, timeout=10, verify=settings["verify"])
+    return answer.status_code, answer.text
 
 
-def path_statuses(url: str, key: str) -> dict[str, int]:
-    """Status of every path that must stay hidden behind the gateway."""
-    return {path: raw_status(url, path, key) for path in HIDDEN_PATHS}
+def raw_status(url: str, path: str, key: str) -> int:
+    return raw_answer(url, path, key)[0]
+
+
+def path_answers(url: str, key: str) -> dict[str, tuple[int, str]]:
+    """(status, body) of every path that must stay hidden behind the gateway."""
+    return {path: raw_answer(url, path, key) for path in HIDDEN_PATHS}
 
 
 # What the gateway reads of a body before its rules decide (haproxy.cfg.j2's

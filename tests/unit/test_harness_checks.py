@@ -463,3 +463,27 @@ def test_a_failed_scenario_s_reasons_are_repeated_under_the_summary(tmp_path, mo
         "  measured: engine killed",
     ]
     assert "no verdict written" in lines[4] and "planted break MISSED" in lines[6]
+
+
+# --- the gateway's path allowlist -------------------------------------------------------
+
+
+def test_a_hidden_path_is_hidden_only_when_the_gateway_itself_refuses_it():
+    engine_404 = '{"detail":"Not Found"}'  # vLLM's (FastAPI's) own answer for a route it lacks
+    answers = {
+        "/metrics": (404, checks.GATEWAY_NOT_FOUND),
+        "/tokenize": (200, '{"tokens":[1]}'),
+        "/v1/load_lora_adapter": (404, engine_404),
+    }
+    assert checks.exposed_paths(answers) == [
+        "/tokenize -> 200",
+        '/v1/load_lora_adapter -> 404 from behind the gateway (\'{"detail":"Not Found"}\'), not the gateway\'s own',
+    ]
+    assert checks.exposed_paths({"/": (404, checks.GATEWAY_NOT_FOUND + "\n")}) == []
+
+
+def test_the_gateway_answers_hidden_paths_with_the_body_the_check_expects():
+    template = (ROOT / "roles" / "tenant" / "templates" / "haproxy.cfg.j2").read_text()
+    rule = [line for line in template.splitlines() if "http-request return status 404" in line and "odd_path" in line]
+    assert len(rule) == 1, "haproxy.cfg.j2 has no single 404 rule for the paths outside /v1"
+    assert f"string '{checks.GATEWAY_NOT_FOUND}'" in rule[0]
