@@ -25,7 +25,7 @@ import pytest
 import requests
 from cryptography import x509
 from helpers import TENANT_DEFAULTS, run_site
-from tenancy_inventory import api_key, base_url, ca_file, key_file, run_ansible, tls_context
+from tenancy_inventory import ROOT, api_key, base_url, ca_file, key_file, run_ansible, tls_context
 
 # Run as uid/gid 65534 (nobody, no groups): any local user without Docker rights.
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -402,3 +402,25 @@ def test_an_operators_own_certificate_is_swapped_in_and_back_with_no_restart(
         back = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
     assert back.issuer.rfc4514_string() == "CN=tenancy bundle CA"
     assert {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in containers} == started
+
+
+def test_a_check_run_from_a_fresh_controller_changes_nothing(tenants, inventory, docker_client, tmp_path):
+    """`site.yml --check` from a controller that has never run (the inventory without its
+    credentials directory, as a new clone has it): the run passes, says that a real run
+    would make the bundle CA, writes no CA or TLS key, and leaves the host as it was
+    (containers, gateway certificates and key maps)."""
+    fresh = tmp_path / inventory.name
+    shutil.copytree(inventory, fresh, ignore=shutil.ignore_patterns("credentials"))
+    gateway_files = [
+        Path(t["names"]["config_dir"]) / "gateway" / name for t in tenants.values() for name in ("tls.pem", "keys.map")
+    ]
+    before = {path: path.read_bytes() for path in gateway_files}
+    names = [t["names"][role] for t in tenants.values() for role in ("engine", "gateway")]
+    started = {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in names}
+    result = run_ansible("ansible-playbook", "-i", fresh, ROOT / "site.yml", "--check", "--tags", "tenant")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "check mode: the bundle CA does not exist yet" in said
+    assert not (fresh / "credentials" / "tls").exists() or not any((fresh / "credentials" / "tls").iterdir())
+    assert {path: path.read_bytes() for path in gateway_files} == before
+    assert {name: docker_client.containers.get(name).attrs["State"]["StartedAt"] for name in names} == started
